@@ -1,0 +1,318 @@
+"""Host pools, session hosts, user sessions, connections and the registry of gateway instances."""
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from broker.choices import (
+    ConnectionState,
+    EndReason,
+    HostPoolType,
+    LoadBalancer,
+    PersonalAssignment,
+    SessionHostStatus,
+    UserSessionState,
+)
+from wvdportal.hashing import hash_secret
+
+# Names that end up in .rdp files and URLs: letters, digits, dot, dash, underscore.
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+    "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
+)
+REGISTRATION_TOKEN_PREFIX = "wvdreg_"
+
+
+class HostPool(models.Model):
+    name = models.CharField(
+        max_length=63,
+        validators=[name_validator],
+        help_text="Routing name; it is the 'full address' in every .rdp file of the pool.",
+    )
+    friendly_name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    pool_type = models.CharField(max_length=16, choices=HostPoolType.choices, default=HostPoolType.POOLED)
+    load_balancer = models.CharField(
+        max_length=16, choices=LoadBalancer.choices, default=LoadBalancer.BREADTH_FIRST
+    )
+    personal_assignment = models.CharField(
+        max_length=16,
+        choices=PersonalAssignment.choices,
+        default=PersonalAssignment.AUTOMATIC,
+        help_text="Personal pools only: how users get their host.",
+    )
+    max_session_limit = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    custom_rdp_properties = models.TextField(
+        blank=True, help_text="Extra .rdp settings, one 'name:type:value' per line, merged into every file."
+    )
+    start_vm_on_connect = models.BooleanField(default=False)
+    registration_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    registration_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="hostpool_name_unique_ci",
+                                    violation_error_message="A host pool with this name already exists."),
+            models.CheckConstraint(condition=models.Q(max_session_limit__gte=1),
+                                   name="hostpool_max_session_limit_positive"),
+            models.UniqueConstraint(fields=["registration_token_hash"],
+                                    condition=~models.Q(registration_token_hash=""),
+                                    name="hostpool_registration_token_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.pk is not None:
+            stored = HostPool.objects.filter(pk=self.pk).values_list("pool_type", flat=True).first()
+            if stored is not None and stored != self.pool_type:
+                raise ValidationError({"pool_type": "A host pool's type cannot change after it is created."})
+
+    @property
+    def is_personal(self) -> bool:
+        return self.pool_type == HostPoolType.PERSONAL
+
+    @property
+    def registration_token_valid(self) -> bool:
+        return bool(
+            self.registration_token_hash
+            and self.registration_token_expires_at
+            and self.registration_token_expires_at > timezone.now()
+        )
+
+    def issue_registration_token(self, lifetime: timedelta | None = None) -> tuple[str, datetime]:
+        """Make a new registration token, replacing any previous one; only its hash is stored."""
+        if lifetime is None:
+            lifetime = timedelta(hours=settings.REGISTRATION_TOKEN_DEFAULT_HOURS)
+        if lifetime <= timedelta(0):
+            raise ValidationError("A registration token must live for a positive time.")
+        token = REGISTRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires_at = timezone.now() + lifetime
+        HostPool.objects.filter(pk=self.pk).update(
+            registration_token_hash=hash_secret(token), registration_token_expires_at=expires_at
+        )
+        self.registration_token_hash = hash_secret(token)
+        self.registration_token_expires_at = expires_at
+        return token, expires_at
+
+    def revoke_registration_token(self) -> None:
+        HostPool.objects.filter(pk=self.pk).update(registration_token_hash="", registration_token_expires_at=None)
+        self.registration_token_hash = ""
+        self.registration_token_expires_at = None
+
+    @classmethod
+    def for_registration_token(cls, token: str) -> HostPool | None:
+        """The pool whose unexpired registration token this is, or None."""
+        if not token or not token.startswith(REGISTRATION_TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return cls.objects.filter(
+            registration_token_hash=hash_secret(token), registration_token_expires_at__gt=timezone.now()
+        ).first()
+
+
+class SessionHost(models.Model):
+    host_pool = models.ForeignKey(HostPool, on_delete=models.PROTECT, related_name="session_hosts")
+    name = models.CharField(
+        max_length=253,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
+                                   "Use a host name: letters, digits, '.' and '-'.")],
+    )
+    status = models.CharField(
+        max_length=20, choices=SessionHostStatus.choices, default=SessionHostStatus.UNAVAILABLE
+    )
+    status_reason = models.CharField(max_length=300, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    allow_new_sessions = models.BooleanField(default=True, help_text="False puts the host in drain mode.")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    agent_version = models.CharField(max_length=50, blank=True)
+    health_checks = models.JSONField(default=dict, blank=True)
+    assigned_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="personal_session_hosts",
+    )
+    certificate = models.ForeignKey(
+        "wvdportal.Certificate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The agent's current host-agent certificate.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["host_pool__name", "name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="sessionhost_name_unique_ci",
+                                    violation_error_message="A session host with this name already exists."),
+            models.UniqueConstraint(
+                fields=["host_pool", "assigned_user"],
+                condition=models.Q(assigned_user__isnull=False),
+                name="sessionhost_one_personal_host_per_user_per_pool",
+                violation_error_message="This user already has a personal host in this pool.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.assigned_user_id and self.host_pool_id and not self.host_pool.is_personal:
+            raise ValidationError({"assigned_user": "Only hosts in a personal host pool have an assigned user."})
+
+    def set_allow_new_sessions(self, allow: bool) -> None:
+        """Drain mode on (False) or off (True)."""
+        SessionHost.objects.filter(pk=self.pk).update(allow_new_sessions=allow, updated_at=timezone.now())
+        self.allow_new_sessions = allow
+
+    def set_status(self, status: str, reason: str = "") -> bool:
+        """Record a status transition; returns False when the host was already in that status."""
+        with transaction.atomic():
+            # Lock the row so two processes cannot interleave transitions and lose a reason.
+            current = SessionHost.objects.select_for_update().get(pk=self.pk)
+            if current.status == status and current.status_reason == reason:
+                return False
+            now = timezone.now()
+            SessionHost.objects.filter(pk=self.pk).update(
+                status=status, status_reason=reason[:300], status_changed_at=now
+            )
+            SessionHostStatusChange.objects.create(
+                session_host=self, old_status=current.status, new_status=status, reason=reason[:300], at=now
+            )
+        self.status, self.status_reason, self.status_changed_at = status, reason[:300], now
+        return True
+
+
+class SessionHostStatusChange(models.Model):
+    """Every status transition of a host, with when and why."""
+
+    session_host = models.ForeignKey(SessionHost, on_delete=models.CASCADE, related_name="status_changes")
+    old_status = models.CharField(max_length=20, choices=SessionHostStatus.choices)
+    new_status = models.CharField(max_length=20, choices=SessionHostStatus.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+
+class UserSession(models.Model):
+    """A user's session on a host, as the host's agent reports it."""
+
+    session_host = models.ForeignKey(SessionHost, on_delete=models.CASCADE, related_name="user_sessions")
+    session_id = models.PositiveIntegerField(help_text="The session's id on the host.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="user_sessions"
+    )
+    username = models.CharField(max_length=150)
+    state = models.CharField(max_length=16, choices=UserSessionState.choices, default=UserSessionState.ACTIVE)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["session_host__name", "session_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session_host", "session_id"], name="usersession_unique_per_host"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.session_host_id}#{self.session_id}"
+
+
+class GatewayInstance(models.Model):
+    """One gateway process; the broker sends hosts to the instance that holds the client."""
+
+    name = models.CharField(max_length=100, unique=True)
+    public_host = models.CharField(max_length=253)
+    public_port = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    region = models.CharField(max_length=64, blank=True)
+    version = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(public_port__gte=1) & models.Q(public_port__lte=65535),
+                                   name="gatewayinstance_port_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_host}:{self.public_port})"
+
+
+class Connection(models.Model):
+    """One attempt to connect (an 'activity'), with a checkpoint per step of the sequence."""
+
+    activity_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    username = models.CharField(max_length=150, blank=True, help_text="Kept when the user is deleted.")
+    # A string reference: the broker never imports feed.
+    application_group = models.ForeignKey(
+        "feed.ApplicationGroup", on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    resource_name = models.CharField(max_length=200, blank=True, help_text="Desktop or RemoteApp, as requested.")
+    host_pool = models.ForeignKey(
+        HostPool, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    session_host = models.ForeignKey(
+        SessionHost, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    gateway_instance = models.ForeignKey(
+        GatewayInstance, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    client_name = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=16, choices=ConnectionState.choices, default=ConnectionState.STARTED)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ticket_accepted_at = models.DateTimeField(null=True, blank=True)
+    host_selected_at = models.DateTimeField(null=True, blank=True)
+    host_notified_at = models.DateTimeField(null=True, blank=True)
+    host_connected_at = models.DateTimeField(null=True, blank=True)
+    relay_started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    bytes_client_to_host = models.BigIntegerField(default=0)
+    bytes_host_to_client = models.BigIntegerField(default=0)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    error_code = models.CharField(max_length=80, blank=True, db_index=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(bytes_client_to_host__gte=0) & models.Q(bytes_host_to_client__gte=0),
+                name="connection_bytes_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state=ConnectionState.FAILED) | ~models.Q(error_code=""),
+                name="connection_failed_has_error_code",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.activity_id)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.relay_started_at and self.ended_at:
+            return self.ended_at - self.relay_started_at
+        return None

@@ -1,0 +1,86 @@
+"""The fixed cast every permission test uses: an admin, a member with assignments, an outsider."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from broker.models import HostPool
+from feed.models import ApplicationGroup, Assignment, Workspace
+from wvdportal.models import ApiToken
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_user(
+        "admin", "admin@example.net", PASSWORD, is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def member(django_user_model):
+    return django_user_model.objects.create_user("member", "member@example.net", PASSWORD)
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", "outsider@example.net", PASSWORD)
+
+
+@pytest.fixture
+def workspace(db):
+    return Workspace.objects.create(name="contoso", friendly_name="Contoso Workspace")
+
+
+@pytest.fixture
+def pooled_pool(db):
+    return HostPool.objects.create(name="pool-a", friendly_name="Pool A", max_session_limit=2)
+
+
+@pytest.fixture
+def personal_pool(db):
+    return HostPool.objects.create(name="pool-personal", pool_type="personal", max_session_limit=1)
+
+
+@pytest.fixture
+def desktop_group(pooled_pool, workspace, member):
+    group = ApplicationGroup.objects.create(
+        name="dag-a", friendly_name="Office desktop", group_type="desktop", host_pool=pooled_pool, workspace=workspace
+    )
+    Assignment.objects.create(application_group=group, user=member)
+    return group
+
+
+@pytest.fixture
+def remoteapp_group(pooled_pool, workspace):
+    return ApplicationGroup.objects.create(
+        name="rag-a", friendly_name="Office apps", group_type="remoteapp", host_pool=pooled_pool, workspace=workspace
+    )
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    _, key = ApiToken.issue(user, description="test")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def admin_api(admin_user) -> APIClient:
+    return _client_for(admin_user)
+
+
+@pytest.fixture
+def member_api(member) -> APIClient:
+    return _client_for(member)
+
+
+@pytest.fixture
+def outsider_api(outsider) -> APIClient:
+    return _client_for(outsider)
+
+
+@pytest.fixture
+def anonymous_api(db) -> APIClient:
+    return APIClient()

@@ -1,0 +1,144 @@
+"""Typed readers for ``WVD_*`` environment variables.
+
+Every reader fails loudly: a malformed value raises ``ImproperlyConfigured`` naming the variable,
+never falls back silently to a default.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} is above the maximum {maximum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name}={raw!r} has an empty entry; separate values with single commas")
+    return items
+
+
+def parse_listen(name: str, value: str) -> tuple[str, int]:
+    """Parse ``host:port`` (``[v6]:port`` for IPv6) as used by the ``*_LISTEN`` variables."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ImproperlyConfigured(f"{name}={value!r} must be host:port, e.g. 127.0.0.1:8000")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} has a port that is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ImproperlyConfigured(f"{name}={value!r} has a port outside 1-65535")
+    return host, port
+
+
+def env_listen(name: str, default: str) -> tuple[str, int]:
+    return parse_listen(name, env_str(name, default) or default)
+
+
+def env_data_dir(name: str, default: Path) -> Path:
+    raw = env_str(name)
+    path = Path(raw).expanduser() if raw else default
+    if not path.is_absolute():
+        path = (Path.cwd() / path).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}={str(path)!r} cannot be created: {exc.strerror}") from None
+    return path
+
+
+def env_database(name: str, default_sqlite: Path) -> dict:
+    raw = env_str(name)
+    if not raw:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(default_sqlite),
+            # A generous lock timeout: the embedded default shares one file between web and tasks.
+            "OPTIONS": {"timeout": 20},
+        }
+    scheme = urlsplit(raw).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, got scheme {scheme!r}")
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=0)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+    if scheme != "sqlite" and not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name} names no database (postgres://user@host:port/DBNAME)")
+    return config
+
+
+def env_redis_url(name: str) -> str:
+    raw = env_str(name)
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a redis://host:port/db URL")
+    try:
+        parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} has an invalid port") from None
+    return raw
+
+
+def env_secret_key(name: str, data_dir: Path) -> str:
+    """The secret key from the environment, or one generated once and kept in the data dir."""
+    raw = env_str(name)
+    if raw:
+        if len(raw) < 32:
+            raise ImproperlyConfigured(f"{name} is too short: use at least 32 random characters")
+        return raw
+    path = data_dir / "secret_key"
+    try:
+        if path.exists():
+            key = path.read_text().strip()
+            if len(key) >= 32:
+                return key
+        key = secrets.token_urlsafe(50)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name} is unset and {path} cannot be used: {exc.strerror}") from None
