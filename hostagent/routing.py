@@ -1,0 +1,4 @@
+"""The host channel's WebSocket route."""
+from __future__ import annotations
+
+websocket_urlpatterns: list = []
