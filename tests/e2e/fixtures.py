@@ -1,0 +1,67 @@
+"""Pytest fixtures for the real-stack tests; import them into any conftest.py that needs them:
+
+    from tests.e2e.fixtures import *  # noqa: F403
+
+That brings the fixtures and the hook that adds the logs of every real process a failed test used to
+its report. ``tests/e2e/conftest.py`` does exactly that.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.processes import ControlPlane
+from tests.e2e.testbed import TestBedError, XrdpServer, Xvfb, skip_unless_tools
+
+__all__ = ["xrdp_server", "xvfb", "control_plane", "pytest_runtest_makereport"]
+
+
+@pytest.fixture(scope="session")
+def xrdp_server() -> Iterator[XrdpServer]:
+    """xrdp + sesman on a free loopback port, sessions living 1 s; skipped where the tools are missing."""
+    skip_unless_tools()
+    server = XrdpServer(session_seconds=1.0)
+    refusal = ""
+    try:
+        server.start()
+    except TestBedError as exc:
+        refusal = str(exc)  # reported outside the except block: no chained traceback in the report
+    if refusal:
+        # Not a skip: the tools are there, so this machine is expected to run the bed.
+        pytest.fail(refusal, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[Xvfb]:
+    """A virtual X display for xfreerdp; sets DISPLAY for this process while it runs."""
+    skip_unless_tools(("Xvfb", "xfreerdp"), need_root=False)
+    with Xvfb() as display:
+        yield display
+
+
+@pytest.fixture
+def control_plane(tmp_path) -> Iterator[ControlPlane]:
+    """The control plane as real processes (migrate, serve, and a Celery worker when Redis is set)."""
+    plane = ControlPlane(data_dir=tmp_path / "wvd-data")
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    # Any fixture value with a failure_report() (servers, control planes) adds its logs.
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            failure_report = getattr(value, "failure_report", None)
+            if callable(failure_report):
+                report.sections.append((f"logs of {name}", failure_report()))
+    return report

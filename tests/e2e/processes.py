@@ -1,0 +1,268 @@
+"""The control plane as real processes, for black-box tests: migrate, `serve`, and a Celery worker.
+
+Each ``ControlPlane`` gets a fresh data dir and a fresh database: the SQLite file in its data dir by
+default, or, when this test process runs with ``WVD_DATABASE_URL`` pointing at PostgreSQL, a new
+database ``wvd_e2e_<random>`` on that server, dropped on stop. With ``WVD_REDIS_URL`` set the plane uses
+that Redis (channel layer, cache, Celery broker) and starts a worker; Redis is never flushed.
+Caution: two planes running at once on the same Redis db share Celery's queue and channel-layer
+group names, so one plane's worker may take the other's tasks. Run them one after the other.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.e2e.lifecycle import group_members, read_log, start_logged, stop_group
+from tests.e2e.ports import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not start (the message carries the processes' logs)."""
+
+
+def fresh_postgres_database(server_url: str) -> tuple[str, str]:
+    """Create an empty database ``wvd_e2e_<random>`` on the server of ``server_url``.
+
+    Returns ``(database name, URL of the new database)``; the URL keeps credentials and options.
+    """
+    import psycopg  # only needed when PostgreSQL is in play
+
+    name = f"wvd_e2e_{secrets.token_hex(6)}"
+    with psycopg.connect(maintenance_url(server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    """Drop a database made by ``fresh_postgres_database`` (closing any connection left to it)."""
+    import psycopg
+
+    if not name.startswith("wvd_e2e_"):
+        raise ValueError(f"refusing to drop {name!r}: not a database this test bed created")
+    with psycopg.connect(maintenance_url(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def maintenance_url(server_url: str) -> str:
+    # libpq knows postgres:// and postgresql://, not dj-database-url's pgsql://.
+    return urlunsplit(urlsplit(server_url)._replace(scheme="postgresql", path="/postgres"))
+
+
+class ControlPlane:
+    """The control plane started as real processes; a context manager, or call start()/stop().
+
+    After start: ``base_url``, ``ws_url``, ``port``, ``gateway_port``, ``env`` (the processes' environment),
+    ``data_dir``, ``manage(*args)`` to run management commands in that same environment, ``logs()``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        serve_args: Sequence[str] = (),
+        start_timeout: float = 60.0,
+        grace: float = 10.0,
+    ):
+        self._own_data_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="wvd-e2e-"))
+        self.extra_env = dict(extra_env or {})
+        self.serve_args = list(serve_args)
+        self.start_timeout = start_timeout
+        self.grace = grace
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.gateway_port = 0
+        self.env: dict[str, str] = {}
+        self.database_name = ""
+        self.exit_codes: dict[str, int] = {}
+        self._server_url = ""  # the PostgreSQL server we made a database on, if any
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._stopped = False
+
+    # --- addresses -----------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.env.get("WVD_REDIS_URL"))
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Create the database, migrate, start serve (and a worker with Redis), wait until HTTP answers."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.env = self._environment()
+            self.manage("migrate", "--noinput", timeout=300)
+            self._start_serve()
+            if self.uses_redis:
+                self._start_worker()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM every process (SIGKILL after the grace period), drop the database, remove own files."""
+        if self._stopped:
+            return
+        self._stopped = True
+        # Worker first: it may still be finishing a task against the database we drop next.
+        for name in sorted(self._processes, key=lambda n: n != "worker"):
+            self.exit_codes[name] = stop_group(self._processes[name], grace=self.grace)
+        if self._server_url and self.database_name:
+            drop_postgres_database(self._server_url, self.database_name)
+        if self._own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        """PIDs of the processes this plane started (serve, and the worker with Redis)."""
+        return [process.pid for process in self._processes.values()]
+
+    def leftover_pids(self) -> set[int]:
+        """Processes still alive in any of this plane's process groups (empty after a clean stop)."""
+        found: set[int] = set()
+        for process in self._processes.values():
+            found |= group_members(process.pid)
+        return found
+
+    # --- running things ------------------------------------------------------------------------------
+    def manage(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``manage.py ARGS`` with the plane's environment; raise with its output when it fails.
+
+        e.g. ``plane.manage("shell", "-c", "from django.contrib.auth.models import User; ...")``
+        """
+        completed = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+            cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if check and completed.returncode != 0:
+            raise ControlPlaneError(
+                f"manage.py {' '.join(args)} exited with {completed.returncode}\n"
+                f"--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
+            )
+        return completed
+
+    def get(
+        self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10
+    ) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` from the plane: ``(status, headers with lower-case names, body)``."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers=dict(headers or {}))
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def logs(self) -> dict[str, str]:
+        """Each process's output so far, by name (``serve``, ``worker``)."""
+        return {name: read_log(self.log_dir / f"{name}.log") for name in self._processes}
+
+    def failure_report(self) -> str:
+        return "\n".join(f"--- {name}.log\n{text[-20_000:]}" for name, text in self.logs().items())
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _environment(self) -> dict[str, str]:
+        # Nothing of the test process's own WVD_* settings leaks in (its data dir, its database).
+        env = {key: value for key, value in os.environ.items() if not key.startswith("WVD_")}
+        env.update(
+            DJANGO_SETTINGS_MODULE="wvdportal.settings",
+            PYTHONUNBUFFERED="1",
+            WVD_DATA_DIR=str(self.data_dir),
+            WVD_SECRET_KEY=secrets.token_urlsafe(50),
+            WVD_LOG_LEVEL="INFO",
+        )
+        database_url = os.environ.get("WVD_DATABASE_URL", "").strip()
+        if urlsplit(database_url).scheme in POSTGRES_SCHEMES:
+            self._server_url = database_url
+            self.database_name, env["WVD_DATABASE_URL"] = fresh_postgres_database(database_url)
+        # Otherwise no WVD_DATABASE_URL: the settings' default SQLite file inside the data dir.
+        redis_url = os.environ.get("WVD_REDIS_URL", "").strip()
+        if redis_url:
+            env["WVD_REDIS_URL"] = redis_url
+        env.update(self.extra_env)
+        return env
+
+    def _start_serve(self) -> None:
+        for _attempt in range(3):
+            self.port = free_port(self.host)
+            # A free port of its own for the RD Gateway listener `serve` runs beside the web server,
+            # so planes and other tests never collide on the default 8443.
+            self.gateway_port = free_port(self.host)
+            if "WVD_GATEWAY_LISTEN" not in self.extra_env:
+                self.env["WVD_GATEWAY_LISTEN"] = f"{self.host}:{self.gateway_port}"
+            log = self.log_dir / "serve.log"
+            process = start_logged(
+                [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--listen", f"{self.host}:{self.port}",
+                 *self.serve_args],
+                log, env=self.env, cwd=REPO_ROOT,
+            )
+            self._processes["serve"] = process
+            if self._wait_http(process):
+                return
+            # Lost the race for a port between free_port() and the bind: try another one.
+            if "Address already in use" not in read_log(log):
+                break
+            stop_group(process, grace=self.grace)
+        raise ControlPlaneError(f"serve did not answer HTTP on {self.base_url}\n{self.failure_report()}")
+
+    def _wait_http(self, process: subprocess.Popen) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                self.get("/admin/login/", timeout=2)
+                return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def _start_worker(self) -> None:
+        name = f"wvd-e2e-{secrets.token_hex(4)}@%h"
+        log = self.log_dir / "worker.log"
+        process = start_logged(
+            [sys.executable, "-m", "celery", "-A", "wvdportal", "worker", "-l", "info", "--pool=solo",
+             "-n", name, "--without-gossip", "--without-mingle"],
+            log, env=self.env, cwd=REPO_ROOT,
+        )
+        self._processes["worker"] = process
+        deadline = time.monotonic() + self.start_timeout
+        # Celery prints "<name> ready." once it consumes from the broker.
+        while " ready." not in read_log(log):
+            if process.poll() is not None or time.monotonic() >= deadline:
+                raise ControlPlaneError(f"the Celery worker did not become ready\n{self.failure_report()}")
+            time.sleep(0.1)
