@@ -103,12 +103,14 @@ LOGIN_URL = "/admin/login/"
 
 # --- Redis: channel layer and Celery broker, or the embedded default without it -------------
 REDIS_URL = env_redis_url("WVD_REDIS_URL")
+# Keeps deployments (or test planes) that share one Redis apart: channel groups, cache keys, task queue.
+REDIS_NAMESPACE = env_str("WVD_REDIS_NAMESPACE", "wvd") or "wvd"
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_NAMESPACE}:asgi"},
         }
     }
 else:
@@ -116,7 +118,8 @@ else:
 
 # Shared counters (rate limits, nonces) must be seen by every process: Redis when there is one.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": REDIS_NAMESPACE}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -130,6 +133,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_NAMESPACE}.tasks"
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -166,6 +170,16 @@ SPECTACULAR_SETTINGS = {
 REGISTRATION_TOKEN_DEFAULT_HOURS = env_int("WVD_REGISTRATION_TOKEN_HOURS", 24, minimum=1, maximum=24 * 30)
 API_TOKEN_DEFAULT_LIFETIME = timedelta(hours=env_int("WVD_API_TOKEN_HOURS", 1, minimum=1, maximum=24 * 365))
 
+# --- This instance as a gateway -----------------------------------------------------------------
+GATEWAY_LISTEN = env_listen("WVD_GATEWAY_LISTEN", "127.0.0.1:8443")
+GATEWAY_PUBLIC_HOST = env_str("WVD_GATEWAY_PUBLIC_HOST") or GATEWAY_LISTEN[0]
+GATEWAY_PUBLIC_PORT = env_int("WVD_GATEWAY_PUBLIC_PORT", GATEWAY_LISTEN[1], minimum=1, maximum=65535)
+GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
+# How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).
+GATEWAY_HOST_ARRIVAL_TIMEOUT = env_int("WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT", 15, minimum=1, maximum=120)
+# Seconds between this instance's "still alive" updates to its GatewayInstance row.
+GATEWAY_INSTANCE_HEARTBEAT = env_int("WVD_GATEWAY_INSTANCE_HEARTBEAT", 30, minimum=1, maximum=3600)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -174,3 +188,56 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("WVD_LOG_LEVEL", "INFO").upper() or "INFO"},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Certificate authority and tickets (wvdportal/ca.py, wvdportal/tickets.py) ---------------------
+# Lifetimes in days; a leaf never outlives the root. Renewal starts CERTIFICATE_RENEWAL_WINDOW before
+# expiry, so every lifetime must be longer than the window or certificates would renew in a loop.
+CA_VALIDITY = timedelta(days=env_int("WVD_CA_DAYS", 3650, minimum=365, maximum=36500))
+CERTIFICATE_LIFETIMES = {
+    "feed-signing": timedelta(days=env_int("WVD_CERT_FEED_SIGNING_DAYS", 365, minimum=2, maximum=3650)),
+    "host-agent": timedelta(days=env_int("WVD_CERT_HOST_AGENT_DAYS", 90, minimum=2, maximum=3650)),
+    "host-rdp": timedelta(days=env_int("WVD_CERT_HOST_RDP_DAYS", 90, minimum=2, maximum=3650)),
+    "gateway-tls": timedelta(days=env_int("WVD_CERT_GATEWAY_TLS_DAYS", 90, minimum=2, maximum=3650)),
+}
+CERTIFICATE_RENEWAL_WINDOW = timedelta(days=env_int("WVD_CERT_RENEWAL_DAYS", 30, minimum=1, maximum=3649))
+if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"WVD_CERT_RENEWAL_DAYS={CERTIFICATE_RENEWAL_WINDOW.days} must be shorter than every certificate "
+        f"lifetime (the shortest is {min(CERTIFICATE_LIFETIMES.values()).days} days)"
+    )
+# Subjects of the server-side certificates load_server_credentials() issues by itself.
+FEED_SIGNING_COMMON_NAME = env_str("WVD_FEED_SIGNING_NAME", "WVD Feed Signing") or "WVD Feed Signing"
+GATEWAY_TLS_NAMES = env_list("WVD_GATEWAY_TLS_NAMES", ["localhost", "127.0.0.1"])
+CONNECTION_TICKET_LIFETIME = timedelta(
+    minutes=env_int("WVD_CONNECTION_TICKET_MINUTES", 8 * 60, minimum=1, maximum=7 * 24 * 60)
+)
+CELERY_BEAT_SCHEDULE = {
+    "renew-expiring-certificates": {
+        "task": "wvdportal.tasks.renew_expiring_certificates",
+        "schedule": timedelta(hours=1),
+    },
+    "purge-expired-ticket-revocations": {
+        "task": "wvdportal.tasks.purge_expired_ticket_revocations",
+        "schedule": timedelta(hours=1),
+    },
+}
+
+# --- Host agent channel (hostagent/; owned by the host-agent work) ------------------------------------
+# Agents send a heartbeat every HEARTBEAT_INTERVAL seconds; a host that misses MISSED_HEARTBEATS in a
+# row is marked Unavailable by hostagent.tasks.mark_missed_heartbeats, which runs once per interval.
+HEARTBEAT_INTERVAL = env_int("WVD_HEARTBEAT_INTERVAL", 30, minimum=1, maximum=3600)
+MISSED_HEARTBEATS = env_int("WVD_MISSED_HEARTBEATS", 3, minimum=1, maximum=100)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "hostagent-mark-missed-heartbeats": {
+        "task": "hostagent.tasks.mark_missed_heartbeats",
+        "schedule": timedelta(seconds=HEARTBEAT_INTERVAL),
+    },
+    "hostagent-renew-host-certificates": {
+        "task": "hostagent.tasks.renew_host_certificates",
+        "schedule": timedelta(hours=1),
+    },
+}
+# --- end of the host agent channel block -----------------------------------------------------------

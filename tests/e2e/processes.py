@@ -3,9 +3,8 @@
 Each ``ControlPlane`` gets a fresh data dir and a fresh database: the SQLite file in its data dir by
 default, or, when this test process runs with ``WVD_DATABASE_URL`` pointing at PostgreSQL, a new
 database ``wvd_e2e_<random>`` on that server, dropped on stop. With ``WVD_REDIS_URL`` set the plane uses
-that Redis (channel layer, cache, Celery broker) and starts a worker; Redis is never flushed.
-Caution: two planes running at once on the same Redis db share Celery's queue and channel-layer
-group names, so one plane's worker may take the other's tasks. Run them one after the other.
+that Redis (channel layer, cache, Celery broker) under a namespace of its own (WVD_REDIS_NAMESPACE),
+so planes running at once never take each other's tasks or messages; Redis is never flushed.
 """
 from __future__ import annotations
 
@@ -213,6 +212,8 @@ class ControlPlane:
         redis_url = os.environ.get("WVD_REDIS_URL", "").strip()
         if redis_url:
             env["WVD_REDIS_URL"] = redis_url
+            # Its own channel groups, cache keys and task queue: planes sharing one Redis stay apart.
+            env["WVD_REDIS_NAMESPACE"] = f"wvd-e2e-{secrets.token_hex(4)}"
         env.update(self.extra_env)
         return env
 
