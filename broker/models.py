@@ -75,10 +75,20 @@ class HostPool(models.Model):
         return self.name
 
     def clean(self) -> None:
+        # A local import: the pure validation module is needed by this method only.
+        from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
+
+        errors = {}
         if self.pk is not None:
             stored = HostPool.objects.filter(pk=self.pk).values_list("pool_type", flat=True).first()
             if stored is not None and stored != self.pool_type:
-                raise ValidationError({"pool_type": "A host pool's type cannot change after it is created."})
+                errors["pool_type"] = "A host pool's type cannot change after it is created."
+        try:
+            parse_rdp_properties(self.custom_rdp_properties)
+        except RdpPropertiesError as exc:
+            errors["custom_rdp_properties"] = exc.problems
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_personal(self) -> bool:
