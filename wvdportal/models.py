@@ -105,3 +105,17 @@ class ApiToken(models.Model):
             self.revoked_at = timezone.now()
             ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=self.revoked_at)
 
+
+class RevokedTicket(models.Model):
+    """A connection or host ticket refused before its expiry (wvdportal.tickets). Kept only until the
+    ticket expires anyway; a periodic task purges older rows."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-revoked_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ticket {self.jti}"
