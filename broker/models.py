@@ -251,6 +251,9 @@ class GatewayInstance(models.Model):
     name = models.CharField(max_length=100, unique=True)
     public_host = models.CharField(max_length=253)
     public_port = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    relay_url = models.CharField(
+        max_length=300, blank=True, help_text="Where session hosts dial this instance (ws:// or wss://)."
+    )
     region = models.CharField(max_length=64, blank=True)
     version = models.CharField(max_length=50, blank=True)
     started_at = models.DateTimeField(default=timezone.now)

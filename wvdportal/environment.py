@@ -94,7 +94,9 @@ def env_database(name: str, default_sqlite: Path) -> dict:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(default_sqlite),
             # A generous lock timeout: the embedded default shares one file between web and tasks.
-            "OPTIONS": {"timeout": 20},
+            # IMMEDIATE: a transaction takes the write lock when it starts, so a read-then-write
+            # (select_for_update) waits its turn instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
     scheme = urlsplit(raw).scheme
     if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:

@@ -1,25 +1,57 @@
-"""Run one control-plane instance: daphne serving the whole ASGI app on WVD_WEB_LISTEN."""
+"""Run one control-plane instance: daphne serving the ASGI app and, on the same loop, the RD Gateway.
+
+Each `serve` process is an addressable gateway instance: it registers itself as a GatewayInstance and
+keeps that row fresh, and the broker sends session hosts to the instance that holds their client.
+Without Redis (the embedded default) it also runs the beat schedule on timers, calling the same task
+functions beat would.
+"""
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+log = logging.getLogger("wvdportal.serve")
 
 
 class Command(BaseCommand):
-    help = "Serve the control plane (portal, API, feed, host channel) with daphne."
+    help = "Serve the control plane (portal, API, feed, host channel) and the RD Gateway listener."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--listen", help="host:port (default: WVD_WEB_LISTEN)")
+        parser.add_argument("--listen", help="web host:port (default: WVD_WEB_LISTEN)")
+        parser.add_argument("--gateway-listen", help="RD Gateway host:port (default: WVD_GATEWAY_LISTEN)")
+        parser.add_argument("--no-gateway", action="store_true", help="serve the web side only")
 
-    def handle(self, *args, listen: str | None = None, **options) -> None:
+    def handle(self, *args, listen: str | None = None, gateway_listen: str | None = None,
+               no_gateway: bool = False, **options) -> None:
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
+        from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
+        from twisted.internet import reactor
 
         from wvdportal.asgi import application
         from wvdportal.environment import parse_listen
 
         host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
+        gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
+                            else settings.GATEWAY_LISTEN)
+        gateway = None if no_gateway else self.prepare_gateway()
+
+        def started() -> None:
+            loop = asyncio.get_event_loop()  # daphne made the reactor's loop the current one
+            if gateway is not None:
+                loop.create_task(self.run_gateway(gateway, gw_host, gw_port, reactor))
+            if not settings.REDIS_URL:
+                from wvdportal.periodic import run_beat_schedule
+
+                loop.create_task(run_beat_schedule())
+
         self.stdout.write(f"Serving on http://{host}:{port}/ (admin /admin/, API /api/v1/, docs /api/docs/)")
+        if gateway is not None:
+            self.stdout.write(f"RD Gateway on https://{gw_host}:{gw_port}/remoteDesktopGateway/ "
+                              f"(instance {settings.GATEWAY_INSTANCE_NAME})")
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
@@ -29,4 +61,46 @@ class Command(BaseCommand):
             websocket_timeout=86400,
             ping_interval=20,
             ping_timeout=30,
+            ready_callable=started,
         ).run()
+
+    def prepare_gateway(self):
+        """Everything that needs the database before the loop runs: CA, TLS, the instance row."""
+        from broker.gateways import register_instance
+        from gateway.instance import rendezvous
+        from gateway.server import GatewayConfig, GatewayServer
+        from gateway.tls import server_ssl_context
+        from wvdportal import ca
+
+        ca.ensure_ca()
+        try:
+            ssl_context = server_ssl_context()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        register_instance(
+            settings.GATEWAY_INSTANCE_NAME, settings.GATEWAY_PUBLIC_HOST, settings.GATEWAY_PUBLIC_PORT,
+            settings.GATEWAY_RELAY_URL, region=settings.GATEWAY_REGION,
+        )
+        config = GatewayConfig(instance_name=settings.GATEWAY_INSTANCE_NAME,
+                               host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT)
+        return GatewayServer(config, rendezvous, ssl_context)
+
+    async def run_gateway(self, gateway, host: str, port: int, reactor) -> None:
+        from asgiref.sync import sync_to_async
+
+        from broker.gateways import touch_instance
+
+        try:
+            await gateway.start(host, port)
+        except OSError as exc:
+            log.critical("RD Gateway cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
+            reactor.stop()
+            return
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: asyncio.ensure_future(gateway.stop()))
+        touch = sync_to_async(touch_instance, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.GATEWAY_INSTANCE_HEARTBEAT)
+            try:
+                await touch(settings.GATEWAY_INSTANCE_NAME)
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the gateway
+                log.exception("could not refresh this gateway instance's row")

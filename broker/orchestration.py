@@ -1,0 +1,56 @@
+"""Step 7 of the connection sequence: turn a client's request into a session host's connect order.
+
+Placement reserves a host (broker/placement.py); the host's agent is then told, over its persistent
+channel, which connection to serve and which gateway instance holds the client, with a host ticket bound
+to this connection and this host. The gateway waits for the agent's reverse connection; when it does
+not come, the gateway fails the connection and frees the reservation.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.utils import timezone
+
+from broker.choices import ConnectionState
+from broker.errors import ErrorCode
+from broker.models import Connection, GatewayInstance
+from broker.placement import PlacementResult, place_connection, release_reservation
+from hostagent import protocol
+from hostagent.channel import send_to_host
+from wvdportal.tickets import issue_host_ticket
+
+log = logging.getLogger(__name__)
+
+
+def relay_url_for(instance: GatewayInstance, activity_id: str) -> str:
+    return f"{instance.relay_url.rstrip('/')}/ws/relay/{activity_id}/"
+
+
+def orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:
+    """Place the connection and send the chosen host its connect order; idempotent per connection."""
+    result = place_connection(connection_id)
+    if not result.ok:
+        return result
+    connection = Connection.objects.get(pk=connection_id)
+    if connection.host_notified_at is not None or connection.state != ConnectionState.CONNECTING:
+        return result  # a retry after the order went out, or the connection moved on meanwhile
+    instance = GatewayInstance.objects.filter(name=gateway_instance).first()
+    if instance is None or not instance.relay_url:
+        release_reservation(connection_id, ErrorCode.InternalError,
+                            f"Gateway instance {gateway_instance!r} is not registered.")
+        return place_connection(connection_id)  # returns the recorded failure
+    activity_id = str(connection.activity_id)
+    ticket = issue_host_ticket(connection_activity_id=activity_id, session_host_id=result.session_host_id)
+    order = protocol.command(
+        secrets.token_urlsafe(16),
+        "connect",
+        {"activity_id": activity_id, "relay_url": relay_url_for(instance, activity_id), "host_ticket": ticket},
+    )
+    send_to_host(result.session_host_id, order)
+    Connection.objects.filter(pk=connection_id, host_notified_at__isnull=True).update(
+        host_notified_at=timezone.now()
+    )
+    log.info("connection %s: connect order sent to host %s via %s", activity_id, result.session_host_id,
+             instance.name)
+    return result

@@ -1,0 +1,2 @@
+"""The JSON feed, mounted at /api/v1/feed/."""
+urlpatterns: list = []

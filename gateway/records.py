@@ -1,0 +1,212 @@
+"""What the gateway writes and reads in the database, at setup and at the end of a connection.
+
+Blocking functions, called from the gateway's event loop through a worker thread; none of them runs
+per frame. Every refusal is recorded as a failed Connection with a documented error code
+(broker/errors.py) and answered with that code's MS-TSGU status, so the client shows a meaningful error
+and support can find the record by its activity id.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from broker.choices import ConnectionState, EndReason
+from broker.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
+from broker.models import Connection, GatewayInstance
+from broker.placement import release_reservation
+from gateway.relay import RelayResult, Side
+from wvdportal.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
+
+log = logging.getLogger(__name__)
+
+
+def as_hresult(status: int) -> int:
+    """The failure form of a status for HANDSHAKE/TUNNEL/CHANNEL responses (HRESULT_FROM_WIN32):
+    clients only treat codes with bit 31 set as refusals there."""
+    return status if status & 0x80000000 else 0x80070000 | (status & 0xFFFF)
+
+
+@dataclass(frozen=True)
+class Admission:
+    connection_pk: int
+    activity_id: str
+    ticket: ConnectionTicket
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    message: str
+    activity_id: str
+
+    @property
+    def hresult(self) -> int:
+        return as_hresult(int(describe(self.code).gateway_status))
+
+
+def refusal_for(code: str, message: str, activity_id: str) -> Refusal:
+    return Refusal(code=code, message=message or describe(code).message, activity_id=activity_id)
+
+
+def _client_ip(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def _instance(name: str) -> GatewayInstance | None:
+    return GatewayInstance.objects.filter(name=name).first()
+
+
+def admit(paa_token: str, client_address: str, instance_name: str) -> Admission | Refusal:
+    """Step 6: check the client's ticket and open its Connection record (a refusal is recorded too)."""
+    now = timezone.now()
+    try:
+        ticket = verify_connection_ticket(paa_token)
+    except TicketRefused as refused:
+        code = TICKET_REFUSAL_CODES.get(refused.reason_code, ErrorCode.ConnectionFailedTicketInvalid)
+        connection = Connection.objects.create(
+            client_address=_client_ip(client_address), gateway_instance=_instance(instance_name),
+            state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
+            error_code=code, error_message=refused.message,
+        )
+        return refusal_for(code, refused.message, str(connection.activity_id))
+    user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()
+    fields = dict(
+        username=ticket.username, application_group_id=ticket.application_group_id,
+        resource_name=ticket.resource, host_pool_id=ticket.host_pool_id,
+        gateway_instance=_instance(instance_name), client_address=_client_ip(client_address),
+    )
+    if user is None:
+        code = ErrorCode.ConnectionFailedUserNotAuthorized
+        message = "This account no longer exists or is disabled."
+        connection = Connection.objects.create(
+            **fields, state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
+            error_code=code, error_message=message,
+        )
+        return refusal_for(code, message, str(connection.activity_id))
+    from broker.models import HostPool  # noqa: PLC0415 - checked here, so a deleted pool is a clear refusal
+
+    if not HostPool.objects.filter(pk=ticket.host_pool_id).exists():
+        code = ErrorCode.ConnectionFailedResourceNotFound
+        message = "The host pool of this resource no longer exists."
+        fields["host_pool_id"] = None
+        connection = Connection.objects.create(
+            **fields, user=user, state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
+            error_code=code, error_message=message,
+        )
+        return refusal_for(code, message, str(connection.activity_id))
+    connection = Connection.objects.create(**fields, user=user, ticket_accepted_at=now)
+    return Admission(connection_pk=connection.pk, activity_id=str(connection.activity_id), ticket=ticket)
+
+
+def _requested_name(resource: str) -> str:
+    """mstsc may send ``host:port``; FreeRDP sends the bare name."""
+    name = resource.strip()
+    if name.startswith("[") and "]" in name:
+        return name[1:name.index("]")].lower()
+    if name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return name.lower()
+
+
+def request_channel(connection_pk: int, resources: tuple[str, ...], port: int, client_name: str,
+                    instance_name: str) -> Refusal | None:
+    """Step 6-7: the channel must name the ticket's pool; then hand orchestration to the broker."""
+    from broker.tasks import orchestrate_connection  # noqa: PLC0415 - the task module imports the hostagent app
+
+    connection = Connection.objects.select_related("host_pool").get(pk=connection_pk)
+    Connection.objects.filter(pk=connection_pk).update(client_name=client_name[:255])
+    pool_name = connection.host_pool.name.lower() if connection.host_pool else ""
+    if not resources or _requested_name(resources[0]) != pool_name:
+        code = ErrorCode.ConnectionFailedResourceMismatch
+        message = f"This connection file is for {connection.host_pool}, not for {resources[0] if resources else '?'}."
+        fail(connection_pk, code, message)
+        return refusal_for(code, message, str(connection.activity_id))
+    transaction.on_commit(lambda: orchestrate_connection.delay(connection_pk, instance_name))
+    return None
+
+
+def setup_outcome(connection_pk: int) -> Refusal | None:
+    """The broker's verdict while the client waits: a Refusal once the connection has failed."""
+    row = Connection.objects.filter(pk=connection_pk).values("state", "error_code", "error_message",
+                                                              "activity_id").first()
+    if row is None:
+        return refusal_for(ErrorCode.InternalError, "The connection record vanished.", "")
+    if row["state"] == ConnectionState.FAILED:
+        return refusal_for(row["error_code"], row["error_message"], str(row["activity_id"]))
+    return None
+
+
+def host_did_not_arrive(connection_pk: int) -> Refusal:
+    code = ErrorCode.ConnectionFailedReverseConnectTimeout
+    message = describe(code).message
+    if not release_reservation(connection_pk, code, "The session host did not connect back in time."):
+        outcome = setup_outcome(connection_pk)
+        if outcome is not None:
+            return outcome
+    activity = Connection.objects.filter(pk=connection_pk).values_list("activity_id", flat=True).first()
+    return refusal_for(code, message, str(activity or ""))
+
+
+def client_left(connection_pk: int) -> Refusal:
+    """The client went away before the host arrived: free the host slot (a no-op once decided)."""
+    release_reservation(connection_pk, ErrorCode.ConnectionFailedClientDisconnect,
+                        "The client closed the connection before the session host arrived.")
+    return setup_outcome(connection_pk) or refusal_for(ErrorCode.ConnectionFailedClientDisconnect, "", "")
+
+
+def fail(connection_pk: int, code: str, message: str) -> None:
+    """Fail a connection during setup (nothing happens to one that already ended)."""
+    if not release_reservation(connection_pk, code, message):
+        Connection.objects.filter(pk=connection_pk, ended_at__isnull=True).update(
+            state=ConnectionState.FAILED, error_code=code, error_message=message[:2000],
+            end_reason=EndReason.ERROR, ended_at=timezone.now(),
+        )
+
+
+def fail_activity(activity_id: str, code: str, message: str) -> None:
+    pk = Connection.objects.filter(activity_id=activity_id).values_list("pk", flat=True).first()
+    if pk is not None:
+        fail(pk, code, message)
+
+
+def mark_host_connected(activity_id: str) -> int | None:
+    """The agent's reverse connection arrived; returns the connection's pk."""
+    now = timezone.now()
+    Connection.objects.filter(activity_id=activity_id, host_connected_at__isnull=True).update(
+        host_connected_at=now
+    )
+    return Connection.objects.filter(activity_id=activity_id).values_list("pk", flat=True).first()
+
+
+def mark_relay_started(connection_pk: int) -> None:
+    Connection.objects.filter(pk=connection_pk).update(
+        relay_started_at=timezone.now(), state=ConnectionState.CONNECTED
+    )
+
+
+def finish(result: RelayResult) -> None:
+    """Step 12: the end reason, bytes each way and the end time, once per connection."""
+    end_reason = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED,
+                  None: EndReason.GATEWAY_SHUTDOWN}[result.ended_by]
+    updated = Connection.objects.filter(
+        activity_id=result.connection_id, state=ConnectionState.CONNECTED, ended_at__isnull=True
+    ).update(
+        state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=end_reason,
+        bytes_client_to_host=result.bytes_client_to_host, bytes_host_to_client=result.bytes_host_to_client,
+    )
+    if not updated:
+        # Ended before the relay started (a failed setup): keep its error, add the bytes seen.
+        Connection.objects.filter(activity_id=result.connection_id).update(
+            bytes_client_to_host=result.bytes_client_to_host, bytes_host_to_client=result.bytes_host_to_client,
+        )
+    log.info("connection %s ended by %s: %s (%d bytes up, %d down)", result.connection_id,
+             result.ended_by.value if result.ended_by else "gateway", result.reason,
+             result.bytes_client_to_host, result.bytes_host_to_client)
