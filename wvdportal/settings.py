@@ -91,6 +91,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even when it serves from the finders
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -175,10 +176,35 @@ GATEWAY_LISTEN = env_listen("WVD_GATEWAY_LISTEN", "127.0.0.1:8443")
 GATEWAY_PUBLIC_HOST = env_str("WVD_GATEWAY_PUBLIC_HOST") or GATEWAY_LISTEN[0]
 GATEWAY_PUBLIC_PORT = env_int("WVD_GATEWAY_PUBLIC_PORT", GATEWAY_LISTEN[1], minimum=1, maximum=65535)
 GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
+# The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
+GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
+GATEWAY_KEY_FILE = env_str("WVD_GATEWAY_KEY_FILE")
+# The URL session hosts' agents dial to reach this very instance (its web listener by default).
+GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL") or "ws://{}:{}".format(
+    f"[{WEB_LISTEN[0]}]" if ":" in WEB_LISTEN[0] else WEB_LISTEN[0], WEB_LISTEN[1]
+)
+if not GATEWAY_RELAY_URL.startswith(("ws://", "wss://")):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be a ws:// or wss:// URL")
+# Flow control on the agent link: bytes in flight each way before the receiver credits them back.
+GATEWAY_AGENT_WINDOW = env_int("WVD_GATEWAY_AGENT_WINDOW", 512 * 1024, minimum=16 * 1024, maximum=64 * 1024 * 1024)
+GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME") or f"{GATEWAY_LISTEN[0]}:{GATEWAY_LISTEN[1]}"
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).
 GATEWAY_HOST_ARRIVAL_TIMEOUT = env_int("WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT", 15, minimum=1, maximum=120)
 # Seconds between this instance's "still alive" updates to its GatewayInstance row.
 GATEWAY_INSTANCE_HEARTBEAT = env_int("WVD_GATEWAY_INSTANCE_HEARTBEAT", 30, minimum=1, maximum=3600)
+# A host slot reserved for a connection is freed when the host has not arrived by then; it must
+# outlast the gateway's own wait.
+CONNECTION_RESERVATION_TIMEOUT = timedelta(
+    seconds=env_int("WVD_CONNECTION_RESERVATION_SECONDS", 30, minimum=5, maximum=600)
+)
+if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
+    )
 
 LOGGING = {
     "version": 1,
@@ -207,9 +233,12 @@ if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
         f"WVD_CERT_RENEWAL_DAYS={CERTIFICATE_RENEWAL_WINDOW.days} must be shorter than every certificate "
         f"lifetime (the shortest is {min(CERTIFICATE_LIFETIMES.values()).days} days)"
     )
-# Subjects of the server-side certificates load_server_credentials() issues by itself.
+# Subjects of the server-side certificates load_server_credentials() issues by itself; the first
+# gateway name is also the certificate's common name.
 FEED_SIGNING_COMMON_NAME = env_str("WVD_FEED_SIGNING_NAME", "WVD Feed Signing") or "WVD Feed Signing"
-GATEWAY_TLS_NAMES = env_list("WVD_GATEWAY_TLS_NAMES", ["localhost", "127.0.0.1"])
+GATEWAY_TLS_NAMES = env_list(
+    "WVD_GATEWAY_TLS_NAMES", list(dict.fromkeys([GATEWAY_PUBLIC_HOST, "localhost", "127.0.0.1"]))
+)
 CONNECTION_TICKET_LIFETIME = timedelta(
     minutes=env_int("WVD_CONNECTION_TICKET_MINUTES", 8 * 60, minimum=1, maximum=7 * 24 * 60)
 )
@@ -241,3 +270,30 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # --- end of the host agent channel block -----------------------------------------------------------
+
+# --- Broker --------------------------------------------------------------------------------------------
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "broker-expire-stale-reservations": {
+        "task": "broker.tasks.expire_stale_reservations",
+        "schedule": timedelta(seconds=10),
+    },
+}
+
+# --- The feed and client sign-in (feed/, wvdportal/signin.py; owned by the feed work) ---------------
+# The user's own login page (templates/registration/login.html); the admin keeps /admin/login/.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# The MS-TSWP <Publisher>: its ID must be globally unique and stable (a GUID or this server's FQDN);
+# resource IDs and every .rdp file's `workspace id` derive from it. The name is what clients show
+# when a user's resources come from more than one workspace (with one, the workspace's name is used).
+FEED_PUBLISHER_ID = env_str("WVD_FEED_PUBLISHER_ID") or GATEWAY_PUBLIC_HOST
+FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "Remote Desktop"
+# POST /api/v1/auth/token/ and the login page: failed sign-ins counted per user name and per client
+# address in fixed windows of SIGNIN_FAILURE_WINDOW seconds (in the shared cache); over either limit,
+# 429 with Retry-After until the window ends.
+SIGNIN_FAILURE_WINDOW = env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600)
+SIGNIN_MAX_FAILURES_PER_USER = env_int("WVD_SIGNIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=10_000)
+SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=100_000)
+# --- end of the feed block ----------------------------------------------------------------------------
