@@ -149,6 +149,12 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
+    # A JSON parser that answers 400 (not 500) to pathologically nested input, for every API view.
+    "DEFAULT_PARSER_CLASSES": [
+        "wvdportal.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "wvdportal.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -291,8 +297,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 FEED_PUBLISHER_ID = env_str("WVD_FEED_PUBLISHER_ID") or GATEWAY_PUBLIC_HOST
 FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "Remote Desktop"
 # POST /api/v1/auth/token/ and the login page: failed sign-ins counted per user name and per client
-# address in fixed windows of SIGNIN_FAILURE_WINDOW seconds (in the shared cache); over either limit,
-# 429 with Retry-After until the window ends.
+# address (in the shared cache) for SIGNIN_FAILURE_WINDOW seconds from the first failure; over either
+# limit, 429 with Retry-After until that window ends.
 SIGNIN_FAILURE_WINDOW = env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600)
 SIGNIN_MAX_FAILURES_PER_USER = env_int("WVD_SIGNIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=10_000)
 SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=100_000)
