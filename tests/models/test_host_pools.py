@@ -117,5 +117,10 @@ class TestRegistrationToken:
         pooled_pool.issue_registration_token()
         with refused_by_database("hostpool_registration_token_unique|registration_token_hash"):
             HostPool.objects.filter(pk=personal_pool.pk).update(
-                registration_token_hash=pooled_pool.registration_token_hash
+                registration_token_hash=pooled_pool.registration_token_hash,
+                registration_token_expires_at=pooled_pool.registration_token_expires_at,
             )
+
+    def test_the_database_refuses_a_token_hash_without_an_expiry(self, pooled_pool):
+        with refused_by_database("registration token hash and its expiry"):
+            HostPool.objects.filter(pk=pooled_pool.pk).update(registration_token_hash="a" * 64)
