@@ -9,6 +9,18 @@ from django.db.models.functions import Lower
 
 from broker.models import HostPool, name_validator
 from feed.choices import ApplicationGroupType, CommandLineSetting
+from feed.icons import IconError, validate_icon
+
+
+def _clean_icon(resource: Desktop | RemoteApp, errors: dict) -> None:
+    """Refuse an icon that is not a PNG or ICO image; record the content type it really has."""
+    if not resource.icon:
+        resource.icon, resource.icon_content_type = None, ""
+        return
+    try:
+        resource.icon_content_type = validate_icon(bytes(resource.icon))
+    except IconError as exc:
+        errors["icon"] = str(exc)
 
 
 class Workspace(models.Model):
@@ -134,8 +146,12 @@ class Desktop(models.Model):
         return self.friendly_name
 
     def clean(self) -> None:
+        errors = {}
         if self.application_group_id and not self.application_group.is_desktop:
-            raise ValidationError({"application_group": "A Desktop belongs to a desktop application group."})
+            errors["application_group"] = "A Desktop belongs to a desktop application group."
+        _clean_icon(self, errors)
+        if errors:
+            raise ValidationError(errors)
 
 
 class RemoteApp(models.Model):
@@ -174,5 +190,9 @@ class RemoteApp(models.Model):
         return self.friendly_name
 
     def clean(self) -> None:
+        errors = {}
         if self.application_group_id and self.application_group.is_desktop:
-            raise ValidationError({"application_group": "RemoteApps belong to a RemoteApp application group."})
+            errors["application_group"] = "RemoteApps belong to a RemoteApp application group."
+        _clean_icon(self, errors)
+        if errors:
+            raise ValidationError(errors)
