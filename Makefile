@@ -16,6 +16,7 @@ $(STAMP): requirements.txt
 
 run: venv
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py initca
 	$(BIN)/python manage.py initadmin
 	$(BIN)/python manage.py serve
 

@@ -26,7 +26,8 @@ class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An API token from /api/v1/tokens/, sent as `Authorization: Bearer <token>` "
+            "description": "An API token from /api/v1/tokens/ or a sign-in token from POST /api/v1/auth/token/, "
+            "sent as `Authorization: Bearer <token>` "
             "(`Authorization: Token <token>` is accepted too).",
         }
 
