@@ -4,7 +4,7 @@ A plain ASGI application rather than a Channels consumer class: the stock consum
 database connections in a worker thread and creates a task for every message, which cost about five
 times the throughput (DESIGN.md). Here the per-frame path is one ``receive()``, one ``relay.deliver``
 and a counter; the database is touched only to authenticate the agent and to record its arrival. The
-channel layer is never used. Flow control is the agent link's credit window (gateway/agentlink.py).
+channel layer is never used. Flow control is the agent link's credit window (hostagent/relaylink.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import re
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from gateway import agentlink, records
+from gateway import records
+from hostagent import relaylink
 from gateway.instance import rendezvous
 from gateway.relay import RelayError, Side
 from hostagent.certificates import HostAuthenticationRefused, authenticate_host
@@ -66,7 +67,7 @@ class AgentLinkEnd:
 
     def __init__(self, send, window: int) -> None:
         self._send = send
-        self.window = agentlink.CreditWindow(window)
+        self.window = relaylink.CreditWindow(window)
         self.closed_reason: str | None = None
 
     async def send(self, data: bytes) -> None:
@@ -93,7 +94,7 @@ async def host_relay(scope, receive, send) -> None:
         return
     await send({"type": "websocket.accept"})
     nonce = os.urandom(32)
-    await send({"type": "websocket.send", "text": agentlink.challenge(nonce)})
+    await send({"type": "websocket.send", "text": relaylink.challenge(nonce)})
     try:
         host_id = await _handshake(activity_id, receive, nonce)
     except Refused as exc:
@@ -116,7 +117,7 @@ async def host_relay(scope, receive, send) -> None:
         await send({"type": "websocket.close", "code": CLOSE_UNKNOWN_CONNECTION, "reason": str(exc)[:120]})
         return
     await sync_to_async(records.mark_host_connected, thread_sensitive=False)(activity_id)
-    await send({"type": "websocket.send", "text": agentlink.ready(window)})
+    await send({"type": "websocket.send", "text": relaylink.ready(window)})
     log.info("agent link for %s: host %s connected", activity_id, host_id)
     await _pump(relay, end, receive, window)
 
@@ -136,8 +137,8 @@ async def _handshake(activity_id: str, receive, nonce: bytes) -> int:
     if text is None:
         raise Refused(CLOSE_PROTOCOL, "expected a hello text frame")
     try:
-        hello = agentlink.decode(text, ("hello", "fail"))
-    except agentlink.LinkError as exc:
+        hello = relaylink.decode(text, ("hello", "fail"))
+    except relaylink.LinkError as exc:
         raise Refused(CLOSE_PROTOCOL, str(exc)) from None
     if hello["type"] == "fail":
         # The agent could not reach its RDP listener: refuse the waiting client now, not at the timeout.
@@ -156,7 +157,7 @@ async def _handshake(activity_id: str, receive, nonce: bytes) -> int:
 
 async def _pump(relay, end: AgentLinkEnd, receive, window: int) -> None:
     """The per-frame loop: agent bytes to the client, credit back every half window."""
-    counter = agentlink.CreditCounter(window)
+    counter = relaylink.CreditCounter(window)
     deliver = relay.deliver
     host = Side.HOST
     while True:
@@ -171,11 +172,11 @@ async def _pump(relay, end: AgentLinkEnd, receive, window: int) -> None:
                 await deliver(host, data)
                 grant = counter.consumed(len(data))
                 if grant and end.closed_reason is None:
-                    await end._send({"type": "websocket.send", "text": agentlink.credit(grant)})  # noqa: SLF001
+                    await end._send({"type": "websocket.send", "text": relaylink.credit(grant)})  # noqa: SLF001
                 continue
             try:
-                control = agentlink.decode(message.get("text") or "", ("credit",))
-            except agentlink.LinkError as exc:
+                control = relaylink.decode(message.get("text") or "", ("credit",))
+            except relaylink.LinkError as exc:
                 log.info("agent link for %s: %s", relay.connection_id, exc)
                 relay.end(host, f"agent protocol error: {exc}")
                 continue

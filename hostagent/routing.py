@@ -1,4 +1,10 @@
 """The host channel's WebSocket route."""
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from hostagent.consumers import HostAgentConsumer
+
+websocket_urlpatterns = [
+    path("ws/hostagent/", HostAgentConsumer.as_asgi()),
+]

@@ -111,7 +111,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_NAMESPACE}:asgi"},
+            # redis-py times reads out after 5 s, exactly as long as channels_redis's blocking wait for
+            # a message: an idle consumer would race it and crash. Give reads room.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_NAMESPACE}:asgi"},
         }
     }
 else:

@@ -1,0 +1,53 @@
+"""Actions that reach a session host through its channel: the service functions behind the admin's
+buttons and the API. Each returns the agent's result, or "offline" / "timeout" when none came."""
+from __future__ import annotations
+
+import logging
+
+from broker.choices import UserSessionState
+from broker.models import SessionHost, UserSession
+from hostagent.channel import DEFAULT_COMMAND_TIMEOUT, CommandResult, request_command
+
+log = logging.getLogger(__name__)
+
+
+def log_off_user_session(user_session: UserSession, *, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+    """End the user's session on its host. On success the row goes at once (the next heartbeat
+    would remove it anyway)."""
+    result = request_command(user_session.session_host_id, "logoff", {"session_id": user_session.session_id},
+                             timeout=timeout)
+    if result.ok:
+        UserSession.objects.filter(pk=user_session.pk).delete()
+    _log("log off", user_session, result)
+    return result
+
+
+def disconnect_user_session(user_session: UserSession, *, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+    """Drop the user's connection but keep the session running."""
+    result = request_command(user_session.session_host_id, "disconnect", {"session_id": user_session.session_id},
+                             timeout=timeout)
+    if result.ok:
+        UserSession.objects.filter(pk=user_session.pk).update(state=UserSessionState.DISCONNECTED)
+    _log("disconnect", user_session, result)
+    return result
+
+
+def send_message_to_user_session(user_session: UserSession, title: str, text: str, *,
+                                 timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+    """Show a message in the user's session (title up to 100, text up to 2,000 characters)."""
+    result = request_command(user_session.session_host_id, "message",
+                             {"session_id": user_session.session_id, "title": title, "text": text}, timeout=timeout)
+    _log("message", user_session, result)
+    return result
+
+
+def renew_host_certificate(session_host: SessionHost, *, timeout: float = 60.0) -> CommandResult:
+    """Have the agent make a new key and get a new certificate now."""
+    result = request_command(session_host.pk, "renew-certificate", {}, timeout=timeout)
+    log.info("renew certificate of host %s: %s %s", session_host.pk, result.status, result.message)
+    return result
+
+
+def _log(action: str, user_session: UserSession, result: CommandResult) -> None:
+    log.info("%s session %s of %s on host %s: %s %s", action, user_session.session_id, user_session.username,
+             user_session.session_host_id, result.status, result.message)

@@ -1,0 +1,264 @@
+"""The persistent host channel: one WebSocket per connected agent, at /ws/hostagent/.
+
+The agent proves who it is by signing this connection's nonce with its certificate's key (see
+hostagent.certificates), then sends heartbeats and answers commands. Every frame is validated by
+hostagent.protocol; a bad one closes the channel with a reason code and a log line, never touching
+any host's records. Commands from other processes arrive as channel-layer events (hostagent.channel).
+
+The receive loop is kept lean for thousands of idle channels: no per-frame database-connection
+cleanup hop (Channels' default dispatch does one per message); database work happens in
+database_sync_to_async calls, which clean up connections themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from hostagent import certificates, health, protocol
+from hostagent.channel import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT = 15.0
+MAX_PENDING_COMMANDS = 64
+# A command the agent never answers is forgotten after this; its requester timed out long before.
+PENDING_COMMAND_LIFETIME = 600.0
+# channels_redis drops group members after a day (group_expiry): re-join well before that.
+GROUP_REFRESH_SECONDS = 3600.0
+
+
+@dataclass
+class PendingCommand:
+    reply_to: str
+    command: str
+    sent_at: float
+    new_certificate_id: int | None = None
+    previous_certificate_id: int | None = None
+
+
+class HostAgentConsumer(AsyncWebsocketConsumer):
+    host_id: int | None = None
+    auth_timer: asyncio.TimerHandle | None = None
+    auth_task: asyncio.Future | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' default dispatch runs close_old_connections in a thread before every message;
+        # heartbeats do not need it, and the database calls below clean up after themselves.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None or message["type"].startswith("_"):
+            log.warning("host channel: ignoring event of unknown type %r", message["type"][:60])
+            return
+        await handler(message)
+
+    # --- Connection lifecycle ----------------------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        client = self.scope.get("client") or (None, None)
+        self.peer = f"{client[0]}:{client[1]}"
+        self.remote_address = client[0]
+        self.nonce: bytes | None = secrets.token_bytes(protocol.NONCE_BYTES)
+        self.host_id: int | None = None
+        self.host_name = ""
+        self.closing = False
+        self.replaced = False
+        self.shut_down = False
+        self.close_reason = ""
+        self.pending: dict[str, PendingCommand] = {}
+        self.last_sessions: Any = None
+        self.group_joined_at = 0.0
+        await self.accept()
+        await self.send_message(protocol.challenge(self.nonce))
+        self.auth_timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT, self._auth_timed_out)
+
+    def _auth_timed_out(self) -> None:
+        if self.host_id is None and not self.closing:
+            self.auth_task = asyncio.ensure_future(
+                self.refuse(protocol.CLOSE_AUTH_TIMEOUT, "No hello within the time allowed.")
+            )
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+        code = message.get("code")
+        if self.host_id is not None:
+            await self.channel_layer.group_discard(host_group(self.host_id), self.channel_name)
+            for command_id in list(self.pending):
+                await self.answer(command_id, "failed", "The host channel closed before the host answered.")
+            if not self.replaced:
+                known = protocol.CLOSE_REASONS.get(code)
+                why = self.close_reason or (f"code {code}: {known}" if known else f"code {code}")
+                reason = (f"The agent shut down: {self.close_reason}" if self.shut_down
+                          else f"The host channel closed ({why}).")
+                await database_sync_to_async(health.channel_closed)(self.host_id, self.channel_name, reason[:300])
+            log.info("host %s (%s) disconnected from %s: code %s %s", self.host_id, self.host_name, self.peer,
+                     code, self.close_reason)
+        raise StopConsumer()
+
+    async def send_message(self, message: protocol.ServerMessage) -> None:
+        await self.send(text_data=protocol.encode(message))
+
+    async def refuse(self, code: int, reason: str) -> None:
+        """Close the channel with a reason code; the agent also gets the reason as an error message."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = reason
+        level = logging.INFO if code in (protocol.CLOSE_REPLACED, protocol.CLOSE_NORMAL) else logging.WARNING
+        log.log(level, "host channel from %s (host %s): closing with %s: %s", self.peer, self.host_id, code, reason)
+        try:
+            await self.send_message(protocol.error(code, reason))
+        except protocol.ProtocolError:
+            pass
+        await self.close(code=code)
+
+    # --- Frames from the agent -------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        try:
+            message = protocol.decode_agent_message(text_data if text_data is not None else bytes_data)
+        except protocol.ProtocolError as exc:
+            await self.refuse(exc.close_code, str(exc))
+            return
+        kind = message["type"]
+        if self.host_id is None:
+            if kind != "hello":
+                await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "The first message must be hello.")
+                return
+            await self.authenticate(message)
+        elif kind == "heartbeat":
+            await self.on_heartbeat(message)
+        elif kind == "result":
+            await self.on_result(message)
+        elif kind == "csr":
+            await self.on_certificate_request(message)
+        elif kind == "shutdown":
+            self.shut_down = True
+            self.close_reason = message["reason"]
+            await database_sync_to_async(health.record_shutdown)(self.host_id, message["reason"])
+        else:
+            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, f"A {kind} message is not expected now.")
+
+    async def authenticate(self, hello: protocol.Hello) -> None:
+        nonce, self.nonce = self.nonce, None  # one use: a second hello can never reuse it
+        if nonce is None:
+            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "Only one hello per channel.")
+            return
+        try:
+            signature = protocol.decode_base64url(hello["signature"], "hello.signature")
+            host = await database_sync_to_async(certificates.authenticate_host)(
+                hello["certificate"], nonce, signature
+            )
+        except (protocol.ProtocolError, certificates.HostAuthenticationRefused) as exc:
+            await self.refuse(protocol.CLOSE_AUTH_FAILED, str(exc))
+            return
+        self.auth_timer.cancel()
+        self.host_id, self.host_name = host.session_host_id, host.name
+        await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
+        self.group_joined_at = time.monotonic()
+        await database_sync_to_async(health.channel_opened)(
+            self.host_id, self.channel_name, certificate_id=host.certificate_id,
+            remote_address=self.remote_address, agent_version=hello["agent_version"],
+        )
+        replaced: ReplacedEvent = {"type": "hostagent.replaced", "channel": self.channel_name}
+        await self.channel_layer.group_send(host_group(self.host_id), replaced)
+        await self.send_message(protocol.welcome(self.host_id, self.host_name, health.heartbeat_interval()))
+        log.info("host %s (%s) connected from %s, agent %s", self.host_id, self.host_name, self.peer,
+                 hello["agent_version"])
+
+    async def on_heartbeat(self, heartbeat: protocol.Heartbeat) -> None:
+        # Sessions are written only when the report changed: most heartbeats are one UPDATE.
+        sync_sessions = heartbeat["sessions"] != self.last_sessions
+        status = await database_sync_to_async(health.record_heartbeat)(
+            self.host_id, heartbeat, sync_sessions=sync_sessions
+        )
+        if status is None:
+            await self.refuse(protocol.CLOSE_CREDENTIALS_SUPERSEDED, "This session host no longer exists.")
+            return
+        self.last_sessions = heartbeat["sessions"]
+        await self.send_message(protocol.heartbeat_ack(heartbeat["seq"]))
+        if time.monotonic() - self.group_joined_at > GROUP_REFRESH_SECONDS:
+            await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
+            self.group_joined_at = time.monotonic()
+
+    async def on_result(self, result: protocol.Result) -> None:
+        pending = self.pending.get(result["id"])
+        if pending is None:
+            # A fire-and-forget command, or one whose requester gave up long ago.
+            log.debug("host %s: result for command %s nobody waits for", self.host_id, result["id"])
+            return
+        if pending.new_certificate_id is not None:
+            finish = certificates.complete_renewal if result["status"] == "ok" else certificates.abandon_renewal
+            await database_sync_to_async(finish)(self.host_id, pending.new_certificate_id,
+                                                 pending.previous_certificate_id)
+        await self.answer(result["id"], result["status"], result["message"], result["data"])
+
+    async def on_certificate_request(self, request: protocol.CertificateRequest) -> None:
+        pending = self.pending.get(request["id"])
+        if pending is None or pending.command != "renew-certificate" or pending.new_certificate_id is not None:
+            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "A CSR must answer a pending renew-certificate command.")
+            return
+        try:
+            cert_pem, ca_pem, new_id, previous_id = await database_sync_to_async(
+                certificates.issue_renewed_certificate
+            )(self.host_id, request["csr"])
+        except certificates.RenewalRefused as exc:
+            log.warning("host %s: renewal refused: %s", self.host_id, exc)
+            await self.send_message(protocol.certificate_refused(request["id"], str(exc)))
+            await self.answer(request["id"], "failed", f"The CSR was refused: {exc}")
+            return
+        pending.new_certificate_id, pending.previous_certificate_id = new_id, previous_id
+        await self.send_message(protocol.issued_certificate(request["id"], cert_pem, ca_pem))
+
+    async def answer(self, command_id: str, status: str, message: str = "", data: dict | None = None) -> None:
+        """Send a command's result to whoever waits for it, once."""
+        pending = self.pending.pop(command_id, None)
+        if pending is None:
+            return
+        event: ResultEvent = {"type": "hostagent.result", "status": status, "message": message, "data": data or {}}
+        await self.channel_layer.send(pending.reply_to, event)
+
+    # --- Events from other processes (hostagent.channel) ------------------------------------------
+
+    async def hostagent_send(self, event: SendEvent) -> None:
+        if not self.closing:
+            await self.send_message(event["message"])
+
+    async def hostagent_command(self, event: CommandEvent) -> None:
+        command = event["command"]
+        if self.closing:
+            return
+        self._forget_stale_commands()
+        if len(self.pending) >= MAX_PENDING_COMMANDS:
+            result: ResultEvent = {"type": "hostagent.result", "status": "failed",
+                                   "message": "Too many commands are waiting for this host.", "data": {}}
+            await self.channel_layer.send(event["reply_to"], result)
+            return
+        self.pending[command["id"]] = PendingCommand(event["reply_to"], command["command"], time.monotonic())
+        await self.send_message(command)
+
+    def _forget_stale_commands(self) -> None:
+        cutoff = time.monotonic() - PENDING_COMMAND_LIFETIME
+        for command_id in [key for key, pending in self.pending.items() if pending.sent_at < cutoff]:
+            del self.pending[command_id]
+
+    async def hostagent_replaced(self, event: ReplacedEvent) -> None:
+        if event["channel"] == self.channel_name or self.closing:
+            return
+        # Two channels that authenticated at the same moment both get the other's event: the one
+        # the database names as the holder stays.
+        if await database_sync_to_async(health.live_channel)(self.host_id) != self.channel_name:
+            self.replaced = True
+            await self.refuse(protocol.CLOSE_REPLACED, "A newer channel for this host replaced this one.")
+
+    async def hostagent_close(self, event: CloseEvent) -> None:
+        await self.refuse(event["code"], event["reason"])

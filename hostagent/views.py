@@ -1,0 +1,194 @@
+"""The host agent's HTTP endpoints under /api/v1/hostagent/.
+
+- ``register/``: a session host joins its pool with the registration token (no user authentication).
+- ``user-sessions/<id>/{logoff,disconnect,message}/`` and ``session-hosts/<id>/renew-certificate/``:
+  actions that reach a host through its channel, for staff or holders of the change permission; the
+  HTTP status follows the agent's answer (200 ok, 409 failed or unsupported, 503 offline, 504 timeout).
+"""
+from __future__ import annotations
+
+import logging
+
+from dataclasses import asdict
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from broker.models import HostPool, SessionHost, UserSession
+from hostagent import commands, ratelimit, tasks
+from hostagent.channel import CommandResult
+from hostagent.health import heartbeat_interval
+from hostagent.registration import HOST_NAME, MAX_HOST_NAME
+from wvdportal import ca
+from wvdportal.hashing import hash_secret
+from wvdportal.models import Certificate
+from wvdportal.permissions import IsStaffOrModelPermission
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024
+# The agent waits for its certificate; a worker that does not answer in this time is not coming.
+TASK_TIMEOUT = 30.0
+
+
+class RegistrationSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, trim_whitespace=True)
+    name = serializers.RegexField(HOST_NAME, max_length=MAX_HOST_NAME,
+                                  error_messages={"invalid": "Use a host name: letters, digits, '-' and '.'."})
+    csr = serializers.CharField(max_length=16 * 1024, trim_whitespace=False,
+                                help_text="PEM certificate signing request whose common name is the host name.")
+
+
+class RegisteredSerializer(serializers.Serializer):
+    session_host_id = serializers.IntegerField()
+    name = serializers.CharField()
+    host_pool = serializers.CharField()
+    certificate = serializers.CharField(help_text="The host-agent certificate, PEM.")
+    ca_certificate = serializers.CharField(help_text="The CA certificate to trust, PEM.")
+    heartbeat_interval = serializers.IntegerField()
+    channel_path = serializers.CharField()
+
+
+class RegisterView(APIView):
+    """No user authentication: the registration token is the credential, and failures per client
+    address are rate limited."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=RegistrationSerializer,
+        responses={201: RegisteredSerializer, 400: OpenApiResponse(description="Bad input or CSR refused"),
+                   401: OpenApiResponse(description="Token wrong, revoked or expired"),
+                   409: OpenApiResponse(description="The name belongs to another pool"),
+                   429: OpenApiResponse(description="Too many failed attempts from this address")},
+        summary="Register a session host",
+    )
+    def post(self, request: Request) -> Response:
+        address = request.META.get("REMOTE_ADDR") or "unknown"
+        if ratelimit.too_many_failures(address):
+            log.warning("registration from %s refused: too many failed attempts", address)
+            return Response({"detail": "Too many failed registration attempts from this address; try again later.",
+                             "code": "rate_limited"}, status=status.HTTP_429_TOO_MANY_REQUESTS,
+                            headers={"Retry-After": str(ratelimit.WINDOW_SECONDS)})
+        try:
+            if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
+                return self.refuse(address, "too_large", "The request is too large.", 413)
+        except ValueError:
+            return self.refuse(address, "bad_request", "The Content-Length header is not a number.", 400)
+        serializer = RegistrationSerializer(data=request.data)
+        if not serializer.is_valid():
+            ratelimit.record_failure(address)
+            log.info("registration from %s refused: %s", address, serializer.errors)
+            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+        token, name, csr = (serializer.validated_data[key] for key in ("token", "name", "csr"))
+
+        pool = HostPool.for_registration_token(token)
+        if pool is None:
+            if HostPool.objects.filter(registration_token_hash=hash_secret(token),
+                                       registration_token_expires_at__lte=timezone.now()).exists():
+                return self.refuse(address, "token_expired", "The registration token has expired; ask an "
+                                   "administrator for a new one.", 401)
+            return self.refuse(address, "token_invalid", "The registration token is not valid (wrong or revoked).", 401)
+
+        try:
+            outcome = tasks.register_session_host.delay(pool.pk, name, csr).get(timeout=TASK_TIMEOUT)
+        except CeleryTimeout:
+            log.error("registration of %s: no worker answered within %s s", name, TASK_TIMEOUT)
+            return Response({"detail": "The certificate could not be issued in time; try again later.",
+                             "code": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if "refused" in outcome:
+            return self.refuse(address, outcome["refused"], outcome["detail"], outcome["http_status"])
+
+        certificate = Certificate.objects.get(pk=outcome["certificate_id"])
+        body = {
+            "session_host_id": outcome["session_host_id"],
+            "name": name,
+            "host_pool": pool.name,
+            "certificate": certificate.pem,
+            "ca_certificate": ca.ca_certificate_pem().decode(),
+            "heartbeat_interval": heartbeat_interval(),
+            "channel_path": "/ws/hostagent/",
+        }
+        return Response(RegisteredSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    def refuse(self, address: str, code: str, detail: str, http_status: int) -> Response:
+        if http_status < 500:
+            ratelimit.record_failure(address)
+        log.info("registration from %s refused (%s): %s", address, code, detail)
+        headers = {"WWW-Authenticate": 'RegistrationToken realm="hostagent"'} if http_status == 401 else None
+        return Response({"detail": detail, "code": code}, status=http_status, headers=headers)
+
+
+# --- Actions that reach a host ------------------------------------------------------------------------
+
+# The agent answered: 200 when it did it, 409 when it could not or cannot here (the body's status
+# says which). Nobody answered: 503 (not connected) or 504 (no answer in time).
+RESULT_HTTP_STATUS = {"ok": 200, "failed": 409, "unsupported": 409, "offline": 503, "timeout": 504}
+
+
+class CommandResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=sorted(RESULT_HTTP_STATUS))
+    message = serializers.CharField()
+    data = serializers.DictField()
+
+
+class MessageSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=100, allow_blank=True, default="")
+    text = serializers.CharField(max_length=2000)
+
+
+def result_response(result: CommandResult) -> Response:
+    return Response(asdict(result), status=RESULT_HTTP_STATUS[result.status])
+
+
+class UserSessionCommandView(APIView):
+    """Log off or disconnect a user session through its host's agent."""
+
+    queryset = UserSession.objects.all()
+    action = "host-command"  # not a standard action: staff, or the change permission on user sessions
+    permission_classes = [IsStaffOrModelPermission]
+    command = ""
+
+    @extend_schema(request=None,
+                   responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
+    def post(self, request: Request, pk: int) -> Response:
+        session = get_object_or_404(UserSession, pk=pk)
+        if self.command == "logoff":
+            return result_response(commands.log_off_user_session(session))
+        return result_response(commands.disconnect_user_session(session))
+
+
+class UserSessionMessageView(UserSessionCommandView):
+    """Show a message in a user session."""
+
+    @extend_schema(request=MessageSerializer,
+                   responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
+    def post(self, request: Request, pk: int) -> Response:
+        session = get_object_or_404(UserSession, pk=pk)
+        serializer = MessageSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return result_response(commands.send_message_to_user_session(
+            session, serializer.validated_data["title"], serializer.validated_data["text"]))
+
+
+class RenewCertificateView(APIView):
+    """Have a host's agent make a new key and get a new certificate now."""
+
+    queryset = SessionHost.objects.all()
+    action = "renew-certificate"  # staff, or the change permission on session hosts
+    permission_classes = [IsStaffOrModelPermission]
+
+    @extend_schema(request=None,
+                   responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
+    def post(self, request: Request, pk: int) -> Response:
+        return result_response(commands.renew_host_certificate(get_object_or_404(SessionHost, pk=pk)))

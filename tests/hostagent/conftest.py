@@ -1,0 +1,187 @@
+"""Fixtures for the host channel tests: a CA per test (adopted from one root made per session), hosts
+with real host-agent certificates, and a protocol-speaking test agent over WebsocketCommunicator."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.core.cache import cache
+from django.utils import timezone
+
+from broker.models import SessionHost
+from hostagent import proof, protocol
+from hostagent.agent.state import make_csr, new_key
+from hostagent.routing import websocket_urlpatterns
+from wvdportal import ca
+from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401  (a failed test shows its processes' logs)
+from wvdportal.choices import CertificatePurpose
+
+RECEIVE_TIMEOUT = 10  # an upper bound for a loaded machine, not a speed assertion
+
+
+@pytest.fixture(scope="session")
+def root_files(tmp_path_factory) -> tuple[Path, Path]:
+    """One CA root (EC P-256: quick to make) for the whole run; each test adopts it into its own data dir."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Host Channel Test CA")])
+    now = timezone.now()
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("root")
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def our_ca(settings, tmp_path, root_files, db):
+    """This test's CA, in this test's own DATA_DIR."""
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    return ca.init_ca(cert_path=root_files[0], key_path=root_files[1])
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in this process, as in the embedded default, even when Redis is configured:
+    these tests start no worker (the process-level test does)."""
+    from wvdportal.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    # Registration failures are counted per address in the cache: no test inherits another's count.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@dataclass
+class HostIdentity:
+    host: SessionHost
+    key: ec.EllipticCurvePrivateKey
+    certificate_pem: str
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.certificate_pem.encode())
+
+
+def issue_identity(name: str, purpose: str = CertificatePurpose.HOST_AGENT,
+                   ) -> tuple[ec.EllipticCurvePrivateKey, str, int]:
+    """A fresh key and a certificate our CA issued for it: (key, PEM, certificate id)."""
+    key = new_key()
+    dns_names = [name] if purpose in (CertificatePurpose.HOST_RDP, CertificatePurpose.GATEWAY_TLS) else []
+    record = ca.issue_from_csr(make_csr(key, name).encode(), purpose, common_name=name, dns_names=dns_names)
+    return key, record.pem, record.pk
+
+
+def make_host(pool, name: str) -> HostIdentity:
+    key, pem, certificate_id = issue_identity(name)
+    host = SessionHost.objects.create(host_pool=pool, name=name, certificate_id=certificate_id)
+    return HostIdentity(host=host, key=key, certificate_pem=pem)
+
+
+@pytest.fixture
+def host_a(our_ca, pooled_pool) -> HostIdentity:
+    return make_host(pooled_pool, "host-a")
+
+
+@pytest.fixture
+def host_b(our_ca, pooled_pool) -> HostIdentity:
+    return make_host(pooled_pool, "host-b")
+
+
+def checks(*, rdp: bool = True, disk: bool = True) -> list[protocol.HealthCheck]:
+    return [
+        {"name": "rdp_listener", "ok": rdp, "fatal": True, "detail": "127.0.0.1:3389" if rdp else "refused"},
+        {"name": "disk_space", "ok": disk, "fatal": False, "detail": "40% free" if disk else "3% free, below 10%"},
+        {"name": "agent_version", "ok": True, "fatal": False, "detail": "1.0.0"},
+    ]
+
+
+class AgentPeer:
+    """The agent's side of the host channel, driven step by step by a test."""
+
+    def __init__(self, identity: HostIdentity | None = None) -> None:
+        self.identity = identity
+        self.communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/hostagent/")
+        self.nonce = b""
+        self.seq = 0
+
+    async def open(self) -> bytes:
+        connected, _ = await self.communicator.connect(timeout=RECEIVE_TIMEOUT)
+        assert connected
+        challenge = await self.receive()
+        assert challenge["type"] == "challenge"
+        self.nonce = protocol.decode_base64url(challenge["nonce"])
+        return self.nonce
+
+    def signature(self, nonce: bytes | None = None, key=None) -> bytes:
+        identity = self.identity
+        return proof.sign_challenge(key or identity.key, self.nonce if nonce is None else nonce, identity.certificate)
+
+    async def hello(self, signature: bytes | None = None, certificate_pem: str | None = None) -> dict:
+        pem = certificate_pem or self.identity.certificate_pem
+        await self.send(protocol.hello(pem, signature if signature is not None else self.signature(), "1.0.0"))
+        return await self.receive()
+
+    async def connect(self) -> dict:
+        await self.open()
+        welcome = await self.hello()
+        assert welcome["type"] == "welcome", welcome
+        return welcome
+
+    async def send(self, message: dict) -> None:
+        await self.communicator.send_to(text_data=protocol.encode(message))
+
+    async def send_raw(self, text: str | None = None, data: bytes | None = None) -> None:
+        await self.communicator.send_to(text_data=text, bytes_data=data)
+
+    async def receive(self) -> dict:
+        frame = await self.communicator.receive_from(timeout=RECEIVE_TIMEOUT)
+        return json.loads(frame)
+
+    async def heartbeat(self, health: list | None = None, sessions: list | str = "unsupported") -> dict:
+        await self.send(protocol.heartbeat(self.seq, "1.0.0", health if health is not None else checks(), sessions))
+        self.seq += 1
+        ack = await self.receive()
+        assert ack == {"type": "heartbeat_ack", "seq": self.seq - 1}
+        return ack
+
+    async def expect_close(self) -> tuple[dict | None, int]:
+        """The error message the server sent before closing (if any) and the close code."""
+        error = None
+        output = await self.communicator.receive_output(timeout=RECEIVE_TIMEOUT)
+        if output["type"] == "websocket.send":
+            error = json.loads(output["text"])
+            output = await self.communicator.receive_output(timeout=RECEIVE_TIMEOUT)
+        assert output["type"] == "websocket.close", output
+        return error, output.get("code")
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()

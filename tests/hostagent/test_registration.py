@@ -1,0 +1,145 @@
+"""POST /api/v1/hostagent/register/: the registration token and a CSR in, a host-agent certificate out."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.utils import timezone
+
+from broker.models import HostPool, SessionHost
+from hostagent import ratelimit
+from hostagent.agent.state import make_csr, new_key
+from wvdportal import ca
+from wvdportal.models import Certificate
+
+URL = "/api/v1/hostagent/register/"
+
+pytestmark = pytest.mark.usefixtures("eager_tasks")
+
+
+@pytest.fixture
+def token(pooled_pool, our_ca) -> str:
+    value, _ = pooled_pool.issue_registration_token()
+    return value
+
+
+def register(client, token: str, name: str = "host-a", csr: str | None = None, key=None):
+    csr = csr if csr is not None else make_csr(key or new_key(), name)
+    return client.post(URL, {"token": token, "name": name, "csr": csr}, format="json")
+
+
+def test_it_registers_a_host_and_returns_its_certificate_and_the_ca(anonymous_api, token, pooled_pool):
+    key = new_key()
+    response = register(anonymous_api, token, key=key)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    host = SessionHost.objects.get(pk=body["session_host_id"])
+    assert (host.name, host.host_pool, body["host_pool"]) == ("host-a", pooled_pool, "pool-a")
+    certificate = x509.load_pem_x509_certificate(body["certificate"].encode())
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+    certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(body["ca_certificate"].encode()))
+    assert host.certificate.pem == body["certificate"] and host.certificate.purpose == "host-agent"
+    assert host.status == "unavailable"  # until its channel is up and a heartbeat says it is healthy
+    assert body["channel_path"] == "/ws/hostagent/" and body["heartbeat_interval"] == 30
+
+
+def test_registering_the_same_name_again_rebinds_the_host_and_revokes_the_old_certificate(anonymous_api, token):
+    first = register(anonymous_api, token).json()
+    second = register(anonymous_api, token).json()
+    assert second["session_host_id"] == first["session_host_id"]
+    host = SessionHost.objects.get(pk=first["session_host_id"])
+    assert host.certificate.pem == second["certificate"]
+    old = Certificate.objects.get(pem=first["certificate"])
+    assert old.revoked_at is not None and "registration" in old.revocation_reason
+    assert SessionHost.objects.count() == 1
+
+
+def test_a_name_that_belongs_to_another_pool_is_refused(anonymous_api, token, personal_pool):
+    SessionHost.objects.create(host_pool=personal_pool, name="host-a")
+    response = register(anonymous_api, token)
+    assert response.status_code == 409 and response.json()["code"] == "name_taken"
+    assert not Certificate.objects.filter(purpose="host-agent").exists()
+
+
+def test_an_expired_token_is_refused_with_a_clear_message(anonymous_api, pooled_pool, our_ca):
+    token, _ = pooled_pool.issue_registration_token()
+    expired = timezone.now() - timedelta(seconds=1)
+    HostPool.objects.filter(pk=pooled_pool.pk).update(registration_token_expires_at=expired)
+    response = register(anonymous_api, token)
+    assert response.status_code == 401
+    assert response.json() == {"code": "token_expired",
+                               "detail": "The registration token has expired; ask an administrator for a new one."}
+    assert response["WWW-Authenticate"].startswith("RegistrationToken")
+    assert not SessionHost.objects.exists()
+
+
+def test_a_wrong_token_is_refused(anonymous_api, token):
+    response = register(anonymous_api, token[:-4] + "AAAA")
+    assert response.status_code == 401 and response.json()["code"] == "token_invalid"
+    assert not SessionHost.objects.exists()
+
+
+def test_a_revoked_token_is_refused(anonymous_api, token, pooled_pool):
+    pooled_pool.revoke_registration_token()
+    response = register(anonymous_api, token)
+    assert response.status_code == 401 and response.json()["code"] == "token_invalid"
+
+
+def test_a_csr_that_is_not_a_csr_is_refused(anonymous_api, token):
+    response = register(anonymous_api, token, csr="-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n")
+    assert response.status_code == 400 and response.json()["code"] == "csr_rejected"
+    assert not SessionHost.objects.exists()
+
+
+def test_a_csr_for_another_name_is_refused(anonymous_api, token):
+    response = register(anonymous_api, token, name="host-a", csr=make_csr(new_key(), "host-b"))
+    assert response.status_code == 400
+    assert "must name exactly 'host-a'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "host-a", "csr": "x"}, "token"),
+    ({"token": "t", "csr": "x"}, "name"),
+    ({"token": "t", "name": "host a!", "csr": "x"}, "name"),
+    ({"token": "t", "name": "h" * 65, "csr": "x"}, "name"),
+    ({"token": "t", "name": "host-a"}, "csr"),
+])
+def test_missing_or_malformed_fields_are_refused(anonymous_api, token, body, field):
+    response = anonymous_api.post(URL, body, format="json")
+    assert response.status_code == 400 and field in response.json()
+
+
+def test_a_body_that_is_not_json_is_refused(anonymous_api, token):
+    response = anonymous_api.generic("POST", URL, "token=x", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+
+
+def test_failures_are_rate_limited_per_address(anonymous_api, token, monkeypatch):
+    monkeypatch.setattr(ratelimit, "MAX_FAILURES", 3)
+    for _ in range(3):
+        assert register(anonymous_api, "wvdreg_wrong").status_code == 401
+    # Even the right token is refused now, from this address.
+    response = register(anonymous_api, token)
+    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
+    assert int(response["Retry-After"]) > 0
+    other_address = anonymous_api.post(URL, {"token": token, "name": "host-a", "csr": make_csr(new_key(), "host-a")},
+                                       format="json", REMOTE_ADDR="192.0.2.7")
+    assert other_address.status_code == 201
+
+
+def test_successes_do_not_count_towards_the_limit(anonymous_api, token, monkeypatch):
+    monkeypatch.setattr(ratelimit, "MAX_FAILURES", 1)
+    for name in ("host-a", "host-b", "host-c"):
+        assert register(anonymous_api, token, name=name).status_code == 201
+
+
+def test_without_a_ca_registration_answers_503(anonymous_api, pooled_pool, settings, tmp_path):
+    settings.DATA_DIR = tmp_path  # no CA here
+    token, _ = pooled_pool.issue_registration_token()
+    response = register(anonymous_api, token)
+    assert response.status_code == 503 and response.json()["code"] == "ca_unavailable"
+    assert "initca" in response.json()["detail"]
+    assert not ca.ca_exists()
