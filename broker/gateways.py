@@ -5,13 +5,18 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from broker.models import GatewayInstance
+from broker.choices import ConnectionState, EndReason
+from broker.models import Connection, GatewayInstance
 
 
 def register_instance(name: str, public_host: str, public_port: int, relay_url: str, region: str = "",
                       version: str = "") -> GatewayInstance:
     """Create or refresh this instance's row at start-up."""
     now = timezone.now()
+    # Connections this instance held before it restarted are over: their relays died with the process.
+    Connection.objects.filter(gateway_instance__name=name, ended_at__isnull=True).exclude(
+        state=ConnectionState.FAILED
+    ).update(state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN, ended_at=now)
     instance, _ = GatewayInstance.objects.update_or_create(
         name=name,
         defaults={"public_host": public_host, "public_port": public_port, "relay_url": relay_url,

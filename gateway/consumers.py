@@ -111,13 +111,14 @@ async def host_relay(scope, receive, send) -> None:
         return
     window = settings.GATEWAY_AGENT_WINDOW
     end = AgentLinkEnd(send, window)
+    await sync_to_async(records.mark_host_connected, thread_sensitive=False)(activity_id)
+    # "ready" goes out before the end is wired in: once attached, client bytes may follow at once.
+    await send({"type": "websocket.send", "text": relaylink.ready(window)})
     try:
         await relay.attach(Side.HOST, end)
     except RelayError as exc:
         await send({"type": "websocket.close", "code": CLOSE_UNKNOWN_CONNECTION, "reason": str(exc)[:120]})
         return
-    await sync_to_async(records.mark_host_connected, thread_sensitive=False)(activity_id)
-    await send({"type": "websocket.send", "text": relaylink.ready(window)})
     log.info("agent link for %s: host %s connected", activity_id, host_id)
     await _pump(relay, end, receive, window)
 

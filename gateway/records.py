@@ -187,7 +187,8 @@ def mark_host_connected(activity_id: str) -> int | None:
 
 
 def mark_relay_started(connection_pk: int) -> None:
-    Connection.objects.filter(pk=connection_pk).update(
+    # Not for a connection that already ended: the relay's end may be recorded first (a quick host).
+    Connection.objects.filter(pk=connection_pk, ended_at__isnull=True).update(
         relay_started_at=timezone.now(), state=ConnectionState.CONNECTED
     )
 
@@ -196,8 +197,10 @@ def finish(result: RelayResult) -> None:
     """Step 12: the end reason, bytes each way and the end time, once per connection."""
     end_reason = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED,
                   None: EndReason.GATEWAY_SHUTDOWN}[result.ended_by]
+    # CONNECTING too: the relay can end before its start is recorded. A failed setup has ended_at set.
     updated = Connection.objects.filter(
-        activity_id=result.connection_id, state=ConnectionState.CONNECTED, ended_at__isnull=True
+        activity_id=result.connection_id, ended_at__isnull=True,
+        state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED),
     ).update(
         state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=end_reason,
         bytes_client_to_host=result.bytes_client_to_host, bytes_host_to_client=result.bytes_host_to_client,

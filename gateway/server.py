@@ -23,6 +23,7 @@ from gateway.rdg_session import (
     Closed,
     Data,
     RdgServerSession,
+    SessionState,
     TunnelAuthRequested,
     TunnelCreateRequested,
 )
@@ -68,6 +69,8 @@ class RdgClientEnd:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        if self.session.state is not SessionState.OPENED:
+            return  # still in setup: the connection's own flow answers the client (a refusal)
         out = b"".join(self.ws.send_binary(p) for p in self.session.close_channel(ReturnCode.S_OK))
         out += self.ws.send_close(1000, "")
         try:
@@ -296,10 +299,10 @@ class ClientConnection:
             refusal = records.refusal_for(code, message, self.admission.activity_id if self.admission else "")
         if not recorded and self.admission is not None:
             await self.record_failure(code, message)
-        if self.relay is not None:
-            self.server.rendezvous.get(self.relay.connection_id) and self.relay.end(None, message)
         log.info("refused channel for %s: %s (%s)", self.client_address, code, refusal.activity_id)
         self.close_transport(self.session.refuse_channel(refusal.hresult))
+        if self.relay is not None:
+            self.relay.end(None, message)
 
     async def record_failure(self, code: str, message: str) -> None:
         if self.admission is not None:

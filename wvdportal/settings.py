@@ -187,17 +187,16 @@ GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 # The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
 GATEWAY_KEY_FILE = env_str("WVD_GATEWAY_KEY_FILE")
-# The URL session hosts' agents dial to reach this very instance (its web listener by default).
-GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL") or "ws://{}:{}".format(
-    f"[{WEB_LISTEN[0]}]" if ":" in WEB_LISTEN[0] else WEB_LISTEN[0], WEB_LISTEN[1]
-)
-if not GATEWAY_RELAY_URL.startswith(("ws://", "wss://")):
+# The URL session hosts' agents dial to reach this very instance; unset: `serve`'s own web listener.
+GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL")
+if GATEWAY_RELAY_URL and not GATEWAY_RELAY_URL.startswith(("ws://", "wss://")):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be a ws:// or wss:// URL")
 # Flow control on the agent link: bytes in flight each way before the receiver credits them back.
 GATEWAY_AGENT_WINDOW = env_int("WVD_GATEWAY_AGENT_WINDOW", 512 * 1024, minimum=16 * 1024, maximum=64 * 1024 * 1024)
-GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME") or f"{GATEWAY_LISTEN[0]}:{GATEWAY_LISTEN[1]}"
+# Unset: `serve` names the instance after the address its RD Gateway listens on.
+GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME")
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).
 GATEWAY_HOST_ARRIVAL_TIMEOUT = env_int("WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT", 15, minimum=1, maximum=120)
 # Seconds between this instance's "still alive" updates to its GatewayInstance row.

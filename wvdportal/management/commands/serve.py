@@ -37,7 +37,10 @@ class Command(BaseCommand):
         host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
         gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
                             else settings.GATEWAY_LISTEN)
-        gateway = None if no_gateway else self.prepare_gateway()
+        instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
+        relay_host = f"[{host}]" if ":" in host else host
+        relay_url = settings.GATEWAY_RELAY_URL or f"ws://{relay_host}:{port}"
+        gateway = None if no_gateway else self.prepare_gateway(instance_name, relay_url)
 
         def started() -> None:
             loop = asyncio.get_event_loop()  # daphne made the reactor's loop the current one
@@ -51,7 +54,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Serving on http://{host}:{port}/ (admin /admin/, API /api/v1/, docs /api/docs/)")
         if gateway is not None:
             self.stdout.write(f"RD Gateway on https://{gw_host}:{gw_port}/remoteDesktopGateway/ "
-                              f"(instance {settings.GATEWAY_INSTANCE_NAME})")
+                              f"(instance {instance_name}, hosts dial {relay_url})")
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
@@ -64,7 +67,7 @@ class Command(BaseCommand):
             ready_callable=started,
         ).run()
 
-    def prepare_gateway(self):
+    def prepare_gateway(self, instance_name: str, relay_url: str):
         """Everything that needs the database before the loop runs: CA, TLS, the instance row."""
         from broker.gateways import register_instance
         from gateway.instance import rendezvous
@@ -78,10 +81,10 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         register_instance(
-            settings.GATEWAY_INSTANCE_NAME, settings.GATEWAY_PUBLIC_HOST, settings.GATEWAY_PUBLIC_PORT,
-            settings.GATEWAY_RELAY_URL, region=settings.GATEWAY_REGION,
+            instance_name, settings.GATEWAY_PUBLIC_HOST, settings.GATEWAY_PUBLIC_PORT, relay_url,
+            region=settings.GATEWAY_REGION,
         )
-        config = GatewayConfig(instance_name=settings.GATEWAY_INSTANCE_NAME,
+        config = GatewayConfig(instance_name=instance_name,
                                host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT)
         return GatewayServer(config, rendezvous, ssl_context)
 
@@ -101,6 +104,6 @@ class Command(BaseCommand):
         while True:
             await asyncio.sleep(settings.GATEWAY_INSTANCE_HEARTBEAT)
             try:
-                await touch(settings.GATEWAY_INSTANCE_NAME)
+                await touch(gateway.config.instance_name)
             except Exception:  # noqa: BLE001 - a database hiccup must not stop the gateway
                 log.exception("could not refresh this gateway instance's row")
