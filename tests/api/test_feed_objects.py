@@ -171,10 +171,13 @@ def test_a_desktop_can_be_renamed_but_not_moved(admin_api, desktop, remoteapp_gr
 
 
 def test_a_desktop_keeps_its_icon_when_updated(admin_api, desktop):
-    Desktop.objects.filter(pk=desktop.pk).update(icon=b"\x89PNG icon", icon_content_type="image/png")
+    from feed.icons import default_icon_png_32
+
+    icon = default_icon_png_32("desktop")
+    Desktop.objects.filter(pk=desktop.pk).update(icon=icon, icon_content_type="image/png")
     assert admin_api.patch(f"/api/v1/desktops/{desktop.pk}/", {"description": "x"}).status_code == 200
     desktop.refresh_from_db()
-    assert bytes(desktop.icon) == b"\x89PNG icon"
+    assert bytes(desktop.icon) == icon
 
 
 # --- RemoteApps ----------------------------------------------------------------------------------
