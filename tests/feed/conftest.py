@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from django.contrib.auth.models import Group
 from django.core.cache import cache
-from django.utils import timezone
 
 from broker.models import HostPool
 from feed.models import ApplicationGroup, Assignment, RemoteApp, Workspace
 from feed.rdpsign import decode_rdp_file
 from tests.e2e.fixtures import xvfb  # noqa: F401  (the e2e test's X display)
+from tests.ca_files import write_root_files
 from wvdportal import ca
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "rdp" / "schemas"
@@ -36,24 +33,7 @@ def root_files(tmp_path_factory) -> tuple[Path, Path]:
     """A CA certificate and key on disk, made once per session (RSA 2048: quick to make) for each test
     to adopt into its own data dir."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Feed Test Root CA")])
-    now = timezone.now()
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("feed-root")
-    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    return write_root_files(tmp_path_factory.mktemp("feed-root"), key, "Feed Test Root CA")
 
 
 @pytest.fixture

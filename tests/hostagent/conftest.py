@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.core.cache import cache
-from django.utils import timezone
 
 from broker.models import SessionHost
 from hostagent import proof, protocol
 from hostagent.agent.state import make_csr, new_key
 from hostagent.routing import websocket_urlpatterns
-from wvdportal import ca
+from tests.ca_files import write_root_files
 from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401  (a failed test shows its processes' logs)
+from wvdportal import ca
 from wvdportal.choices import CertificatePurpose
 
 RECEIVE_TIMEOUT = 10  # an upper bound for a loaded machine, not a speed assertion
@@ -32,24 +29,7 @@ RECEIVE_TIMEOUT = 10  # an upper bound for a loaded machine, not a speed asserti
 def root_files(tmp_path_factory) -> tuple[Path, Path]:
     """One CA root (EC P-256: quick to make) for the whole run; each test adopts it into its own data dir."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Host Channel Test CA")])
-    now = timezone.now()
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("root")
-    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    return write_root_files(tmp_path_factory.mktemp("root"), key, "Host Channel Test CA", days=3650)
 
 
 @pytest.fixture

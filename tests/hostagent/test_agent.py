@@ -336,9 +336,16 @@ def context(tmp_path) -> CommandContext:
 
 
 def test_an_unknown_command_is_answered_unsupported(tmp_path):
-    result = run(default_registry().run(context(tmp_path), protocol.command("command-0001", "connect", {})))
+    # A newer server may send commands this agent does not know: it says so instead of ignoring them.
+    result = run(default_registry().run(context(tmp_path), protocol.command("command-0001", "screenshot", {})))
     assert result["status"] == "unsupported"
-    assert result["message"] == f"This agent (version {AGENT_VERSION}) does not implement the command 'connect'."
+    assert result["message"] == f"This agent (version {AGENT_VERSION}) does not implement the command 'screenshot'."
+
+
+def test_a_connect_order_with_bad_arguments_fails_without_dialling(tmp_path):
+    args = {"activity_id": "not-an-id", "relay_url": "http://elsewhere.example/", "host_ticket": "x"}
+    result = run(default_registry().run(context(tmp_path), protocol.command("command-0002", "connect", args)))
+    assert result["status"] == "failed" and "Bad arguments" in result["message"]
 
 
 def test_a_command_with_bad_arguments_fails_without_running(tmp_path):
@@ -355,11 +362,11 @@ def test_session_commands_go_through_the_provider(tmp_path):
 def test_a_registered_handler_is_used_and_its_failure_reported(tmp_path):
     registry = CommandRegistry()
 
-    async def connect(ctx, command_id, args):
+    async def screenshot(ctx, command_id, args):
         raise ConnectionRefusedError("gateway refused")
 
-    registry.register("connect", connect)
-    result = run(registry.run(context(tmp_path), protocol.command("command-0001", "connect", {})))
+    registry.register("screenshot", screenshot)
+    result = run(registry.run(context(tmp_path), protocol.command("command-0001", "screenshot", {})))
     assert result["status"] == "failed" and "gateway refused" in result["message"]
     assert json.loads(protocol.encode(result))["type"] == "result"
 

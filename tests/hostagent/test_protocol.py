@@ -180,4 +180,13 @@ def test_known_command_arguments_are_checked():
 
 
 def test_unknown_commands_pass_through_for_the_agent_to_answer():
-    assert protocol.validate_command_args("connect", {"activity_id": "x"}) == {"activity_id": "x"}
+    assert protocol.validate_command_args("screenshot", {"scale": "x"}) == {"scale": "x"}
+
+
+def test_a_connect_order_names_a_connection_a_relay_url_and_a_ticket():
+    args = {"activity_id": "3a183cce-c2c3-433f-aed1-6afd4dbe50c7",
+            "relay_url": "wss://gw-1.example.net/ws/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/",
+            "host_ticket": "wht1.payload.signature"}
+    assert protocol.validate_command_args("connect", args) == args
+    with pytest.raises(protocol.ProtocolError):
+        protocol.validate_command_args("connect", {**args, "relay_url": "https://gw-1.example.net/"})
