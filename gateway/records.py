@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
 from broker.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
-from broker.models import Connection, GatewayInstance
+from broker.models import Connection, GatewayInstance, HostPool
 from broker.placement import release_reservation
 from gateway.relay import RelayResult, Side
 from wvdportal.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
@@ -91,9 +91,7 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
             error_code=code, error_message=message,
         )
         return refusal_for(code, message, str(connection.activity_id))
-    from broker.models import HostPool  # noqa: PLC0415 - checked here, so a deleted pool is a clear refusal
-
-    if not HostPool.objects.filter(pk=ticket.host_pool_id).exists():
+    if not HostPool.objects.filter(pk=ticket.host_pool_id).exists():  # deleted since: a clear refusal
         code = ErrorCode.ConnectionFailedResourceNotFound
         message = "The host pool of this resource no longer exists."
         fields["host_pool_id"] = None

@@ -9,6 +9,7 @@ the test process has WVD_DATABASE_URL/WVD_REDIS_URL, on PostgreSQL + Redis with 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.e2e.processes import REPO_ROOT, ControlPlane
 from tests.e2e.testbed import XrdpServer, Xvfb, run_xfreerdp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+log = logging.getLogger(__name__)
 
 PORTAL_PASSWORD = "e2e-portal-password-1"
 CHECKPOINTS = ("ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
@@ -198,6 +200,7 @@ def test_a_stock_client_reaches_xrdp_through_the_gateway(estate: Estate, tmp_pat
     assert code == 12, output
     assert "login successful for user" in estate.xrdp.log_text()
     connection = estate.last_connection()
+    log.info("the connection as the API returns it: %s", json.dumps(connection, indent=2))
     assert connection["state"] == "ended", connection
     assert connection["username"] == "alice" and connection["error_code"] == ""
     for checkpoint in CHECKPOINTS:
