@@ -73,13 +73,13 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
         code = TICKET_REFUSAL_CODES.get(refused.reason_code, ErrorCode.ConnectionFailedTicketInvalid)
         connection = Connection.objects.create(
             client_address=_client_ip(client_address), gateway_instance=_instance(instance_name),
-            state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
+            state=ConnectionState.FAILED, created_at=now, ended_at=now, end_reason=EndReason.ERROR,
             error_code=code, error_message=refused.message,
         )
         return refusal_for(code, refused.message, str(connection.activity_id))
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()
     fields = dict(
-        username=ticket.username, application_group_id=ticket.application_group_id,
+        created_at=now, username=ticket.username, application_group_id=ticket.application_group_id,
         resource_name=ticket.resource, host_pool_id=ticket.host_pool_id,
         gateway_instance=_instance(instance_name), client_address=_client_ip(client_address),
     )
