@@ -187,9 +187,10 @@ class SessionHost(models.Model):
             raise ValidationError({"assigned_user": "Only hosts in a personal host pool have an assigned user."})
 
     def set_allow_new_sessions(self, allow: bool) -> None:
-        """Drain mode on (False) or off (True)."""
-        SessionHost.objects.filter(pk=self.pk).update(allow_new_sessions=allow, updated_at=timezone.now())
+        """Drain mode on (False) or off (True). A save of just these columns, so listeners (the portal's
+        live view) hear of it and nothing the agent updates meanwhile is overwritten."""
         self.allow_new_sessions = allow
+        self.save(update_fields=["allow_new_sessions", "updated_at"])
 
     def set_status(self, status: str, reason: str = "") -> bool:
         """Record a status transition; returns False when the host was already in that status."""

@@ -285,17 +285,39 @@ def _icon_bytes(resource: Resource, *, png32: bool) -> bytes:
 @require_safe
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The signed-in user's workspaces with their desktops and RemoteApps as tiles."""
+    """The signed-in user's workspaces with their desktops and RemoteApps as tiles, the feed to subscribe
+    to, and the user's recent connections with any failure explained in plain words."""
+    # Local imports: this view alone reads the broker's records (feed may depend on broker).
+    from broker.choices import ConnectionState
+    from broker.errors import describe
+    from broker.models import Connection
+
     resources = resources_for(request.user)
     workspaces = [
-        {"title": title, "tiles": [
+        {"title": title, "description": items[0].workspace_description, "tiles": [
             {"resource": resource, "rdp_url": rdp_path(resource), "icon_url": icon_path(resource)}
             for resource in items
         ]}
-        for (title, _), items in groupby(resources, key=lambda r: (r.workspace_title, r.workspace_id))
+        for (title, _), items in ((key, list(group)) for key, group in
+                                  groupby(resources, key=lambda r: (r.workspace_title, r.workspace_id)))
     ]
+    titles = {resource.key: resource.title for resource in resources}
+    recent = []
+    for connection in Connection.objects.filter(user=request.user).only(
+        "activity_id", "resource_name", "state", "created_at", "relay_started_at", "ended_at", "error_code",
+    ).order_by("-created_at", "-id")[:8]:  # the latest few: enough to explain a failure just seen
+        recent.append({
+            "connection": connection,
+            "title": titles.get(connection.resource_name) or connection.resource_name or "A desktop or app",
+            # Only the documented sentence: the record's own message may carry details for the admin.
+            "problem": describe(connection.error_code).message if connection.error_code else "",
+            "in_progress": connection.state in (ConnectionState.STARTED, ConnectionState.CONNECTING,
+                                                ConnectionState.CONNECTED) and connection.ended_at is None,
+        })
     context = {
         "workspaces": workspaces,
+        "resource_count": len(resources),
+        "recent_connections": recent,
         "webfeed_url": request.build_absolute_uri(reverse("feed:webfeed")),
         "api_feed_url": request.build_absolute_uri(reverse("api-feed")),
         "token_url": request.build_absolute_uri(reverse("signin-token")),

@@ -44,6 +44,10 @@ async def run_beat_schedule() -> None:
     entries = getattr(settings, "CELERY_BEAT_SCHEDULE", {}) or {}
     if not entries:
         return
+    from wvdportal.celery import app
+
+    # A worker imports every app's tasks module at start; without one, do the same here.
+    await sync_to_async(app.loader.import_default_modules, thread_sensitive=True)()
     await asyncio.gather(*(_every(name, entry) for name, entry in entries.items()))
 
 

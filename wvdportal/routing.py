@@ -3,5 +3,6 @@ from __future__ import annotations
 
 from gateway.routing import websocket_urlpatterns as gateway_routes
 from hostagent.routing import websocket_urlpatterns as hostagent_routes
+from wvdportal.portal.routing import websocket_urlpatterns as portal_routes
 
-websocket_urlpatterns = [*hostagent_routes, *gateway_routes]
+websocket_urlpatterns = [*hostagent_routes, *gateway_routes, *portal_routes]

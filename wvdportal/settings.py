@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "feed",
     "hostagent",
     "gateway",
+    "wvdportal.portal",
 ]
 
 MIDDLEWARE = [

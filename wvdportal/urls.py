@@ -13,4 +13,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("wvdportal.ca_urls")),
     path("", include("feed.urls")),
+    path("portal/", include("wvdportal.portal.urls")),
 ]

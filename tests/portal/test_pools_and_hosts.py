@@ -1,0 +1,188 @@
+"""Host pools: create and edit with the model's rules, a registration token shown once with the agent
+commands, hosts with status, heartbeat, health and sessions, and the drain switch."""
+from __future__ import annotations
+
+import json
+
+from django.urls import reverse
+from lxml import html
+
+from broker.models import HostPool, SessionHost
+from wvdportal.hashing import hash_secret
+
+VALID = {"name": "pool-b", "friendly_name": "Pool B", "description": "", "pool_type": "pooled",
+         "load_balancer": "breadth_first", "personal_assignment": "automatic", "max_session_limit": "5",
+         "custom_rdp_properties": ""}
+
+
+def test_an_admin_creates_a_host_pool(staff, db):
+    response = staff.post(reverse("portal:pool-create"), VALID)
+
+    pool = HostPool.objects.get(name="pool-b")
+    assert response.status_code == 302 and response["Location"] == reverse("portal:pool-detail", args=[pool.pk])
+    assert pool.max_session_limit == 5
+
+
+def test_a_bad_pool_is_refused_with_field_errors_and_keeps_what_was_typed(staff, db):
+    data = {**VALID, "name": "bad name!", "friendly_name": "Typed by hand", "max_session_limit": "0",
+            "custom_rdp_properties": "not a property"}
+
+    response = staff.post(reverse("portal:pool-create"), data)
+
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert set(form.errors) == {"name", "max_session_limit", "custom_rdp_properties"}
+    doc = html.fromstring(response.content)
+    assert doc.get_element_by_id("id_friendly_name").get("value") == "Typed by hand"
+    assert doc.get_element_by_id("id_name").get("value") == "bad name!"
+    assert doc.get_element_by_id("id_custom_rdp_properties").text_content().strip() == "not a property"
+    assert "Use 1-63 letters" in response.content.decode()
+    assert not HostPool.objects.filter(friendly_name="Typed by hand").exists()
+
+
+def test_the_models_own_rules_are_the_forms_rules(staff, db):
+    """custom_rdp_properties is checked by HostPool.clean(); names are unique whatever their case."""
+    HostPool.objects.create(name="Pool-B")
+
+    response = staff.post(reverse("portal:pool-create"), {**VALID, "custom_rdp_properties": "bogus"})
+
+    errors = response.context["form"].errors
+    assert "A host pool with this name already exists." in str(errors)
+    assert "custom_rdp_properties" in errors
+
+
+def test_a_pools_type_cannot_be_changed(staff, estate):
+    pool = estate["pool"]
+
+    response = staff.post(reverse("portal:pool-edit", args=[pool.pk]),
+                          {**VALID, "name": "pool-a", "pool_type": "personal", "max_session_limit": "3"})
+
+    pool.refresh_from_db()
+    assert response.status_code == 302
+    assert (pool.pool_type, pool.max_session_limit) == ("pooled", 3)  # the disabled field keeps its value
+
+
+def test_the_token_is_shown_once_with_its_expiry_and_the_agent_commands(staff, estate):
+    pool = estate["pool"]
+
+    response = staff.post(reverse("portal:pool-token", args=[pool.pk]))
+
+    doc = html.fromstring(response.content)
+    token = doc.get_element_by_id("registration-token").get("value")
+    pool.refresh_from_db()
+    assert pool.registration_token_hash == hash_secret(token) and pool.registration_token_valid
+    assert "Valid until" in doc.text_content()
+    assert doc.get_element_by_id("register-command").text_content() == (
+        f"python -m hostagent.agent register --server http://testserver --token {token} --name pool-a-05")
+    assert doc.get_element_by_id("run-command").text_content() == "python -m hostagent.agent run"
+    assert response["Cache-Control"].startswith("no-store") or "no-store" in response["Cache-Control"]
+    assert token not in staff.get(reverse("portal:pool-detail", args=[pool.pk])).content.decode()
+    assert token not in str(staff.session.items())
+
+
+def test_the_token_page_names_the_pool_page_for_its_live_updates(staff, estate):
+    response = staff.post(reverse("portal:pool-token", args=[estate["pool"].pk]))
+
+    body = html.fromstring(response.content).xpath("//body")[0]
+    assert body.get("data-fragments-url") == reverse("portal:pool-detail", args=[estate["pool"].pk])
+
+
+def test_a_token_can_be_revoked(staff, estate):
+    pool = estate["pool"]
+    pool.issue_registration_token()
+
+    staff.post(reverse("portal:pool-token-revoke", args=[pool.pk]))
+
+    pool.refresh_from_db()
+    assert pool.registration_token_hash == ""
+
+
+def test_the_pool_page_shows_each_hosts_status_heartbeat_health_and_sessions(staff, estate):
+    doc = html.fromstring(staff.get(reverse("portal:pool-detail", args=[estate["pool"].pk])).content)
+
+    rows = {r.xpath(".//strong")[0].text: r.text_content() for r in doc.xpath("//table[@id='host-table']/tbody/tr")}
+    assert list(rows) == ["host-1", "host-2", "host-3", "host-4"]
+    assert "Available" in rows["host-1"] and "2 checks pass" in rows["host-1"] and "2 / 2" in rows["host-1"]
+    assert "s ago" in rows["host-1"]
+    assert "Unavailable" in rows["host-3"] and "1 of 2 failing" in rows["host-3"] and "rdp_listener" in rows["host-3"]
+    assert "Needs assistance" in rows["host-4"] and "disk_space" in rows["host-4"]
+    assert "Draining" in rows["host-2"] and "Allowed" in rows["host-1"]
+
+
+def test_the_hosts_table_comes_as_a_json_fragment(staff, estate):
+    response = staff.get(reverse("portal:pool-detail", args=[estate["pool"].pk]), {"fragments": "1"})
+
+    fragments = json.loads(response.content)["fragments"]
+    assert set(fragments) == {"hosts", "pool-counts"}
+    assert "host-4" in fragments["hosts"]
+
+
+def test_the_drain_switch_turns_drain_mode_on_and_off(staff, estate):
+    host = estate["hosts"]["host-1"]
+    url = reverse("portal:host-drain", args=[host.pk])
+    back = reverse("portal:pool-detail", args=[host.host_pool_id])
+
+    on = staff.post(url, {"allow": "0", "next": back})
+    host.refresh_from_db()
+    assert (on.status_code, on["Location"], host.allow_new_sessions) == (302, back, False)
+
+    staff.post(url, {"allow": "1"})
+    host.refresh_from_db()
+    assert host.allow_new_sessions is True
+
+
+def test_the_drain_switch_refuses_a_missing_choice_and_foreign_return_urls(staff, estate):
+    host = estate["hosts"]["host-1"]
+
+    response = staff.post(reverse("portal:host-drain", args=[host.pk]), {"allow": "maybe",
+                                                                          "next": "https://evil.example/"})
+
+    host.refresh_from_db()
+    assert host.allow_new_sessions is True
+    assert response["Location"] == reverse("portal:pool-detail", args=[host.host_pool_id])
+
+
+def test_the_host_page_shows_health_checks_sessions_and_status_history(staff, estate):
+    host = estate["hosts"]["host-3"]
+    host.set_status("available", "back")
+    host.set_status("unavailable", "gone again")
+
+    doc = html.fromstring(staff.get(reverse("portal:host-detail", args=[host.pk])).content)
+
+    checks = [li.text_content() for li in doc.xpath("//ul[@class='checks']/li")]
+    assert "rdp_listener" in checks[0] and "fails (the host takes no sessions)" in checks[0]
+    assert "gone again" in doc.text_content()
+
+
+def test_a_host_deleted_meanwhile_gets_a_clear_page_not_a_500(staff, estate):
+    host = estate["hosts"]["host-3"]
+    pk = host.pk
+    host.delete()
+
+    response = staff.post(reverse("portal:host-drain", args=[pk]), {"allow": "0"})
+
+    assert response.status_code == 404
+    assert "This session host no longer exists" in response.content.decode()
+    assert staff.get(reverse("portal:host-detail", args=[pk])).status_code == 404
+
+
+def test_a_pool_deleted_meanwhile_gets_a_clear_page(staff, db):
+    pool = HostPool.objects.create(name="short-lived")
+    pk = pool.pk
+    pool.delete()
+
+    for url in ("portal:pool-detail", "portal:pool-edit"):
+        response = staff.get(reverse(url, args=[pk]))
+        assert response.status_code == 404 and "This host pool no longer exists" in response.content.decode()
+    response = staff.post(reverse("portal:pool-edit", args=[pk]), VALID)
+    assert response.status_code == 404
+    assert staff.post(reverse("portal:pool-token", args=[pk])).status_code == 404
+
+
+def test_a_new_host_is_listed_once_it_registers(staff, estate):
+    SessionHost.objects.create(host_pool=estate["pool"], name="host-new")
+
+    fragments = json.loads(staff.get(reverse("portal:pool-detail", args=[estate["pool"].pk]),
+                                     {"fragments": "1"}).content)["fragments"]
+
+    assert "host-new" in fragments["hosts"]
