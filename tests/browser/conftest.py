@@ -43,7 +43,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.skip(reason=f"browser test skipped: {reason}"))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it
+# is open, which would break every asyncio test that runs after the browser modules.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator:
     reason = _missing()
     if reason:
