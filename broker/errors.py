@@ -36,8 +36,11 @@ class ProxyStatus(IntEnum):
     ERROR_BAD_ARGUMENTS = 0xA0
     ERROR_GRACEFUL_DISCONNECT = 0x4CA
     E_PROXY_CONNECTIONABORTED = 0x4D4
-    E_PROXY_TS_CONNECTFAILED = 0x59DD
-    E_PROXY_MAXCONNECTIONSREACHED = 0x59E6
+    # Refusals travel in TUNNEL/CHANNEL responses, which clients test with FAILED(): the HRESULT form is
+    # the one that refuses (FreeRDP's tsg.h defines E_PROXY_TS_CONNECTFAILED as 0x800759DD; with a bare
+    # 0x59DD FreeRDP 2.11 opens the channel and starts sending, verified here).
+    E_PROXY_TS_CONNECTFAILED = 0x800759DD
+    E_PROXY_MAXCONNECTIONSREACHED = 0x800759E6
     E_PROXY_SESSIONTIMEOUT = 0x59F6
 
 
@@ -97,7 +100,7 @@ class ConnectionErrorCode:
 
     @property
     def gateway_status_hex(self) -> str:
-        return f"0x{int(self.gateway_status):X}"  # as MS-TSGU writes them: 0x800759F8, 0x59DD
+        return f"0x{int(self.gateway_status):X}"  # as MS-TSGU writes them: 0x800759F8, 0x4D4
 
 
 def _entries() -> list[ConnectionErrorCode]:

@@ -34,11 +34,21 @@ def test_gateway_statuses_are_the_ms_tsgu_values():
     assert ProxyStatus.E_PROXY_RAP_ACCESSDENIED == 0x800759DA
     assert ProxyStatus.E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED == 0x800759F8
     assert ProxyStatus.E_PROXY_UNSUPPORTED_AUTHENTICATION_METHOD == 0x800759F9
-    assert ProxyStatus.E_PROXY_TS_CONNECTFAILED == 0x59DD
-    assert ProxyStatus.E_PROXY_MAXCONNECTIONSREACHED == 0x59E6
+    # The HRESULT forms: only those refuse in a CHANNEL_RESPONSE (FreeRDP tests FAILED(); see errors.py).
+    assert ProxyStatus.E_PROXY_TS_CONNECTFAILED == 0x800759DD
+    assert ProxyStatus.E_PROXY_MAXCONNECTIONSREACHED == 0x800759E6
     assert ProxyStatus.E_PROXY_SESSIONTIMEOUT == 0x59F6
     assert ProxyStatus.E_PROXY_CONNECTIONABORTED == 0x4D4
     assert all(0 <= status <= 0xFFFFFFFF for status in ProxyStatus)  # a u32 on the wire
+
+
+def test_every_refusal_is_answered_with_a_status_the_client_reads_as_a_failure():
+    # Codes sent in TUNNEL/CHANNEL responses need bit 31; only the two for connections that were already
+    # gone (or established) when they failed are never sent as a refusal.
+    never_a_refusal = {ErrorCode.ConnectionFailedClientDisconnect, ErrorCode.ConnectionBrokenMissedHeartbeat}
+    for code, entry in ERRORS.items():
+        if code not in never_a_refusal:
+            assert entry.gateway_status & 0x80000000, code
 
 
 @pytest.mark.parametrize(
