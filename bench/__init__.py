@@ -1,0 +1,1 @@
+"""Benchmarks of the relay, connection setup and concurrency (see bench/RESULTS.md)."""

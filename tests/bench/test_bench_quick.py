@@ -1,0 +1,105 @@
+"""Each benchmark's --quick mode runs to the end against real processes and prints its markdown table.
+
+No timed assertions: the figures depend on the machine. What must hold is that every script sets up its
+real stack (control plane, agents, target, contenders), measures, prints a table with a PASS/MISS verdict,
+and stops every process it started.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def marked_processes(mark: str) -> list[int]:
+    """PIDs of living processes whose environment carries ``BENCH_TEST_MARK=mark`` (inherited by every
+    child the benchmark starts, so leftovers are found even after they were re-parented)."""
+    needle = f"BENCH_TEST_MARK={mark}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if needle in Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def run_bench(script: str, *args: str, timeout: float = 240) -> str:
+    """Run ``bench/<script> --quick ARGS``; fail with its output unless it exits 0 leaving no process."""
+    mark = secrets.token_hex(8)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WVD_")}
+    env["BENCH_TEST_MARK"] = mark
+    process = subprocess.Popen([sys.executable, str(REPO / "bench" / script), "--quick", *args], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output[-5000:]
+    assert not marked_processes(mark), "the benchmark left processes behind"
+    return output
+
+
+def table_rows(output: str, first_header: str) -> list[list[str]]:
+    """The rows of the markdown table whose first column is ``first_header``."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    assert set(lines[start + 1].replace("|", "").split()) == {"-" * len(cell) for cell in
+                                                             lines[start + 1].replace("|", "").split()}
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_relay_benchmark_prints_throughput_round_trip_and_memory_tables():
+    output = run_bench("relay.py", "--size", "2", "--round-trips", "50", "--slow-size", "2")
+
+    throughput = table_rows(output, "direction")
+    assert [row[:2] for row in throughput] == [["host → client", "16 KiB"], ["host → client", "64 KiB"],
+                                               ["client → host", "16 KiB"], ["client → host", "64 KiB"]]
+    assert all(row[-1] in ("PASS", "MISS") and row[-2] in ("PASS", "MISS") for row in throughput)
+    assert all(float(cell.replace(",", "")) > 0 for row in throughput for cell in row[2:6])
+    round_trips = {row[0]: row for row in table_rows(output, "path")}
+    assert set(round_trips) == {"direct", "tcp relay", "websockify (ws)", "websockify (wss)", "gateway"}
+    assert round_trips["gateway"][-1] in ("PASS", "MISS")
+    assert table_rows(output, "slow reader")[0][-1] in ("PASS", "MISS")
+
+
+def test_connect_benchmark_prints_setup_percentiles_per_shape():
+    shapes = "embedded,redis" if os.environ.get("WVD_REDIS_URL") else "embedded"
+    args = ["--connections", "5", "--shapes", shapes]
+    if os.environ.get("WVD_REDIS_URL"):
+        args += ["--redis-url", os.environ["WVD_REDIS_URL"], "--database-url", os.environ.get("WVD_DATABASE_URL", "")]
+
+    output = run_bench("connect.py", *args)
+
+    rows = table_rows(output, "shape")
+    assert len(rows) == len(shapes.split(","))
+    for row in rows:
+        assert row[1] == "5" and row[2] == "0", row  # every connection set up, none refused
+        assert float(row[3]) > 0 and row[-1].strip("()") in ("PASS", "MISS")
+
+
+def test_concurrency_benchmark_holds_a_few_sessions_and_prints_the_largest():
+    output = run_bench("concurrency.py", "--steps", "2", "4", "--seconds", "2")
+
+    rows = table_rows(output, "N")
+    assert [row[0] for row in rows] == ["2", "4"]
+    assert all(row[1] == row[0] for row in rows)  # every session set up
+    summary = table_rows(output, "largest N held")[0]
+    assert summary[-1] in ("PASS", "MISS")
