@@ -111,7 +111,10 @@ def _command(command: str, args: dict[str, Any] | None) -> protocol.Command:
 async def _exchange(host_id: int, message: protocol.Command, timeout: float) -> CommandResult:
     """Send a command to the host's group and wait for the result on a reply channel of our own."""
     layer = get_channel_layer()
-    reply_to = await layer.new_channel("hostagent.reply")
+    # The default "specific." prefix: channels_redis pulls every process-specific channel of one prefix
+    # through one shared receive loop, and a reply channel with a prefix of its own could wait behind a
+    # consumer's receive that never fetches it (seen as a lost reply under load).
+    reply_to = await layer.new_channel()
     event: CommandEvent = {"type": "hostagent.command", "command": dict(message), "reply_to": reply_to}
     await layer.group_send(host_group(host_id), event)
     try:
