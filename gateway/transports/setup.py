@@ -1,0 +1,181 @@
+"""Steps 6-9 for one client, whatever its transport: the ticket, the Connection record, the broker's
+placement, the wait for the session host's reverse connection, and the outcome.
+
+A transport calls these in order and answers its client in its own words (a TSGU response, an HTTP
+status, a WebSocket close code). Every refusal is recorded as a failed Connection with a documented
+error code before the transport hears of it. Database work runs in worker threads, at setup and at the
+end only, never per frame.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+
+from gateway import records
+from gateway.relay import Relay, RelayEnd, RelayError, RelayResult, Side
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayServer
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL = 5.0  # keep-alives while the host is on its way (proxies drop idle connections)
+
+
+def in_thread(func: Callable) -> Callable:
+    """Run blocking database work off the event loop (one thread hop per call, never per frame).
+
+    Like Channels' consumers, close the thread's connection around the call when it is old or broken
+    (CONN_MAX_AGE), so a long-running gateway never keeps a dead or stray connection in a worker thread.
+    """
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class ClientSetup:
+    """One client's way from its ticket to a paired relay."""
+
+    def __init__(self, server: GatewayServer, client_address: str) -> None:
+        self.server = server
+        self.client_address = client_address
+        self.admission: records.Admission | None = None
+        self.relay: Relay | None = None
+
+    @property
+    def activity_id(self) -> str:
+        return self.admission.activity_id if self.admission is not None else ""
+
+    @property
+    def paired(self) -> bool:
+        return self.relay is not None and self.relay.paired.is_set()
+
+    async def admit(self, ticket: str) -> records.Refusal | None:
+        """Step 6: check the ticket and open the Connection record (a refusal is recorded too)."""
+        outcome = await in_thread(records.admit)(ticket, self.client_address, self.server.config.instance_name)
+        if isinstance(outcome, records.Refusal):
+            log.info("refused ticket from %s: %s (%s)", self.client_address, outcome.code, outcome.activity_id)
+            return outcome
+        self.admission = outcome
+        return None
+
+    async def open_relay(self, end: RelayEnd) -> records.Refusal | None:
+        """Open this connection's relay in the rendezvous with the client's end attached, so bytes the
+        client sends from now on wait there (bounded) for the host."""
+        admission = self._admitted()
+        try:
+            relay = self.server.rendezvous.open(admission.activity_id, on_end=self._relay_ended)
+        except RelayError:  # the same ticket's connection is already open on this instance
+            code = records.ErrorCode.ConnectionFailedClientProtocolError
+            message = "This connection is already open."
+            await self.fail(code, message)
+            return records.refusal_for(code, message, admission.activity_id)
+        self.relay = relay
+        await relay.attach(Side.CLIENT, end)
+        return None
+
+    async def find_host(self, request: Callable[[], records.Refusal | None],
+                        keepalive: Callable[[], None]) -> records.Refusal | None:
+        """Steps 7-9: ``request`` (blocking, run in a thread) checks the target and hands orchestration to
+        the broker; then wait for the host's reverse connection, calling ``keepalive`` now and then.
+        A refusal is already recorded; the caller answers the client and then calls ``abandon``."""
+        try:
+            refusal = await in_thread(request)()
+            if refusal is None:
+                refusal = await self._wait_for_host(keepalive)
+        except Exception:  # noqa: BLE001 - the database or broker failed: answer rather than leave it waiting
+            log.exception("setting up connection %s failed", self.activity_id)
+            refusal = await self._internal_error()
+        if refusal is not None:
+            log.info("refused channel for %s: %s (%s)", self.client_address, refusal.code, refusal.activity_id)
+        return refusal
+
+    async def _wait_for_host(self, keepalive: Callable[[], None]) -> records.Refusal | None:
+        """Wait for the host's reverse connection; fail fast when the broker already gave up."""
+        relay, admission = self.relay, self._admitted()
+        assert relay is not None  # open_relay came first
+        config = self.server.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.host_arrival_timeout
+        next_ping = loop.time() + PING_INTERVAL
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return await in_thread(records.host_did_not_arrive)(admission.connection_pk)
+            await self.server.rendezvous.wait_paired(relay, min(config.poll_interval, remaining))
+            if relay.paired.is_set():
+                return None  # the host arrived (even if it has hung up since: the transport closes then)
+            if relay.is_ended:
+                if relay.result is not None and relay.result.ended_by is Side.CLIENT:
+                    # Recorded by _relay_ended; nobody is left to hear this answer.
+                    return records.refusal_for(records.ErrorCode.ConnectionFailedClientDisconnect, "",
+                                               admission.activity_id)
+                # The host's agent reported a failure (recorded with it): answer with that.
+                outcome = await in_thread(records.setup_outcome)(admission.connection_pk)
+                return outcome or records.refusal_for(records.ErrorCode.InternalError, relay.result.reason
+                                                      if relay.result else "", admission.activity_id)
+            outcome = await in_thread(records.setup_outcome)(admission.connection_pk)
+            if outcome is not None:
+                return outcome
+            if loop.time() >= next_ping:
+                keepalive()
+                next_ping = loop.time() + PING_INTERVAL
+
+    def _relay_ended(self, result: RelayResult) -> None:
+        admission = self.admission
+        if admission is not None and result.ended_by is Side.CLIENT and not self.paired:
+            # The client left before the host arrived: that connection failed (and frees its host slot)
+            # rather than ended. Decided before the end is recorded, in one thread, so the two cannot race.
+            def record() -> None:
+                records.client_left(admission.connection_pk)
+                records.finish(result)
+
+            self.server.record(record)
+        else:
+            self.server.report_end(result)
+
+    async def _internal_error(self) -> records.Refusal:
+        code = records.ErrorCode.InternalError
+        try:
+            await self.fail(code, "The gateway could not complete the connection's setup.")
+        except Exception:  # noqa: BLE001 - the database may be what failed; the log has the first error
+            log.warning("could not record the failure of %s", self.activity_id)
+        return records.refusal_for(code, "", self.activity_id)
+
+    async def started(self) -> None:
+        """The client has been told the channel is open: record the relay's start."""
+        try:
+            await in_thread(records.mark_relay_started)(self._admitted().connection_pk)
+        except Exception:  # noqa: BLE001 - the relay runs on; only the checkpoint is missing
+            log.exception("could not record the start of relay %s", self.activity_id)
+        log.info("relay %s started (%s → host)", self.activity_id, self.client_address)
+
+    async def fail(self, code: str, message: str) -> None:
+        """Record a failure during setup (nothing happens to a connection that already ended)."""
+        if self.admission is not None:
+            await in_thread(records.fail)(self.admission.connection_pk, code, message)
+
+    def abandon(self, reason: str) -> None:
+        """End the relay after a refusal was answered (the gateway, not either side, ended it)."""
+        if self.relay is not None:
+            self.relay.end(None, reason)
+
+    def end(self, side: Side, reason: str) -> None:
+        if self.relay is not None:
+            self.relay.end(side, reason)
+
+    async def finish(self) -> None:
+        """The client's connection is over: end the relay and free a host slot still reserved for it."""
+        if self.relay is not None:
+            if not self.relay.is_ended:
+                self.relay.end(Side.CLIENT, "client connection ended")  # _relay_ended records the rest
+        elif self.admission is not None:
+            # Admitted, but gone before asking for a channel: the connection failed as the client's doing.
+            await in_thread(records.client_left)(self.admission.connection_pk)
+
+    def _admitted(self) -> records.Admission:
+        if self.admission is None:
+            raise RuntimeError("the client's ticket has not been admitted")  # a transport bug, not the client's
+        return self.admission

@@ -1,0 +1,86 @@
+"""One client connection as the transports see it: HTTP request heads first, then a byte stream.
+
+Bytes that arrive after a request head (frames, chunks, a pipelined second head) are kept and returned
+by the next read, so nothing the client sent early is lost or reordered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from gateway import httpupgrade
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1 << 16
+
+
+class ClientStream:
+    """A client's TLS connection with the bytes read past the last request head."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.address: str = peer[0] if peer else ""
+        self._buffer = b""
+
+    async def read_head(self, timeout: float) -> httpupgrade.RequestHead | None:
+        """The next request head, or None when the client closed or sent none within ``timeout`` seconds.
+
+        Raises ``httpupgrade.HttpError`` for a malformed head (at most 16 KiB is ever buffered).
+        """
+        buf = bytearray(self._buffer)
+        self._buffer = b""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    head, consumed = httpupgrade.parse_request_head(buf)
+                    if head is not None:
+                        self._buffer = bytes(buf[consumed:])
+                        return head
+                    chunk = await self.reader.read(4096)
+                    if not chunk:
+                        return None
+                    buf += chunk
+        except TimeoutError:
+            log.info("client %s sent no request head in %ss", self.address, timeout)
+            return None
+
+    async def read(self) -> bytes:
+        """The next bytes from the client (b"" at EOF), starting with any left over from the head."""
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            return data
+        return await self.reader.read(READ_SIZE)
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.writer.write(data)
+        except (ConnectionError, RuntimeError):
+            pass  # the client is gone; its reader sees the end
+
+    async def drain(self) -> None:
+        """Wait while the client reads slowly: the backpressure that reaches the host side."""
+        await self.writer.drain()
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer a request with an HTTP error and close (the client gets a sentence, never a traceback)."""
+        log.info("refused request from %s: %s %s", self.address, status, message)
+        self.write(httpupgrade.build_error_response(status, message))
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def wait_closed(self) -> None:
+        self.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            pass

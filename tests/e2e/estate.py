@@ -1,0 +1,196 @@
+"""The estate the end-to-end tests share, for steps 1-12 with real parts: a stock FreeRDP 2.11 client opens the .rdp file our feed served,
+reaches our RD Gateway over TLS, the broker orders a real agent process to dial the same instance, and
+RDP runs end to end to xrdp.
+
+The estate is built through the REST API as an admin would; the agent registers with the pool's token and
+runs as its own process; the user signs in and downloads the file. Runs on the embedded default and, when
+the test process has WVD_DATABASE_URL/WVD_REDIS_URL, on PostgreSQL + Redis with a separate Celery worker.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from feed.rdpsign import decode_rdp_file
+from tests.e2e.lifecycle import start_logged, stop_group
+from tests.e2e.processes import REPO_ROOT, ControlPlane
+from tests.e2e.testbed import XrdpServer, Xvfb, run_xfreerdp
+
+
+PORTAL_PASSWORD = "e2e-portal-password-1"
+CHECKPOINTS = ("ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
+               "relay_started_at", "ended_at")
+
+
+@dataclass
+class Estate:
+    plane: ControlPlane
+    xrdp: XrdpServer
+    admin_token: str
+    user_token: str
+    pool_id: int
+    host_name: str
+    state_dir: Path
+    agent: subprocess.Popen | None = None
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, object]:
+        return call(self.plane, method, path, body, token or self.admin_token)
+
+    def failure_report(self) -> str:
+        """Every process's log, for a failed test's report (tests/e2e/fixtures.py's hook reads this)."""
+        from tests.e2e.lifecycle import read_log
+
+        parts = [self.plane.failure_report()]
+        parts += [f"--- {name}.log\n{read_log(path)}" for name, path in self.logs.items()]
+        return "\n".join(parts)
+
+    def start_agent(self) -> None:
+        log = self.plane.log_dir / "agent.log"
+        self.logs["agent"] = log
+        self.agent = start_logged(
+            [sys.executable, "-m", "hostagent.agent", "run", "--state-dir", str(self.state_dir),
+             "--rdp-target", self.xrdp.address, "--heartbeat-interval", "1", "--backoff-max", "1"],
+            log, env=self.plane.env, cwd=REPO_ROOT,
+        )
+
+    def stop_agent(self) -> None:
+        if self.agent is not None:
+            stop_group(self.agent, grace=5)
+            self.agent = None
+
+    def host(self) -> dict:
+        status, body = self.api("GET", f"/api/v1/sessionhosts/?name={self.host_name}")
+        assert status == 200, body
+        return body["results"][0]
+
+    def wait_host(self, *statuses: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            host = self.host()
+            if host["status"] in statuses:
+                return host
+            if time.monotonic() > deadline:
+                raise AssertionError(f"host stayed {host['status']} (wanted {statuses}): {host}")
+            time.sleep(0.3)
+
+    def download_rdp(self, path: Path) -> str:
+        status, feed = self.api("GET", "/api/v1/feed/", token=self.user_token)
+        assert status == 200, feed
+        desktops = [r for r in feed if r["type"].lower() == "desktop"]
+        request = urllib.request.Request(desktops[0]["rdp_url"], headers={"Authorization": f"Bearer {self.user_token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("application/x-rdp")
+            data = response.read()
+        path.write_bytes(data)
+        return decode_rdp_file(data)
+
+    def connect(self, rdp: Path, timeout: float = 25) -> tuple[int, str]:
+        return run_xfreerdp([str(rdp), f"/u:{self.xrdp.user}", f"/p:{self.xrdp.password}", "/cert:ignore",
+                             "/size:800x600"], timeout=timeout)
+
+    def last_connection(self) -> dict:
+        status, body = self.api("GET", "/api/v1/connections/?ordering=-created_at&limit=1")
+        assert status == 200, body
+        return body["results"][0]
+
+
+def call(plane: ControlPlane, method: str, path: str, body: dict | None, token: str | None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(plane.base_url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else {}
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, {"raw": text.decode(errors="replace")}
+
+
+def sign_in(plane: ControlPlane, username: str, password: str) -> str:
+    status, body = call(plane, "POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)
+    assert status == 201, body
+    return body["token"]
+
+
+@pytest.fixture(scope="module")
+def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Estate]:
+    data_dir = tmp_path_factory.mktemp("plane")
+    # Short heartbeats so a stopped agent turns the host Unavailable within seconds.
+    plane = ControlPlane(data_dir=data_dir / "wvd", extra_env={
+        "WVD_HEARTBEAT_INTERVAL": "1", "WVD_MISSED_HEARTBEATS": "2",
+    })
+    plane.start()
+    estate_: Estate | None = None
+    try:
+        plane.manage("shell", "--no-imports", "-c", (
+            "from django.contrib.auth import get_user_model; U = get_user_model();"
+            f"U.objects.create_superuser('e2e-admin', '', {PORTAL_PASSWORD!r});"
+            f"U.objects.create_user('alice', '', {PORTAL_PASSWORD!r});"
+            f"U.objects.create_user('bob', '', {PORTAL_PASSWORD!r})"
+        ))
+        admin_token = sign_in(plane, "e2e-admin", PORTAL_PASSWORD)
+
+        def api(method: str, path: str, body: dict | None = None) -> dict:
+            status, answer = call(plane, method, path, body, admin_token)
+            assert status in (200, 201), (method, path, status, answer)
+            return answer
+
+        ids = plane.manage("shell", "--no-imports", "-c", (
+            "from django.contrib.auth import get_user_model; import json;"
+            "print(json.dumps({u.username: u.pk for u in get_user_model().objects.all()}))"
+        )).stdout.strip().splitlines()[-1]
+        user_ids = json.loads(ids)
+        workspace = api("POST", "/api/v1/workspaces/", {"name": "e2e", "friendly_name": "E2E Workspace"})
+        pool = api("POST", "/api/v1/hostpools/", {"name": "e2e-pool", "pool_type": "pooled",
+                                                 "load_balancer": "breadth_first", "max_session_limit": 5})
+        other_pool = api("POST", "/api/v1/hostpools/", {"name": "other-pool", "pool_type": "pooled"})
+        group = api("POST", "/api/v1/applicationgroups/", {"name": "e2e-desktops", "group_type": "desktop",
+                                                          "host_pool": pool["id"], "workspace": workspace["id"]})
+        other = api("POST", "/api/v1/applicationgroups/", {"name": "bob-desktops", "group_type": "desktop",
+                                                          "host_pool": other_pool["id"]})
+        api("POST", "/api/v1/assignments/", {"application_group": group["id"], "user": user_ids["alice"]})
+        api("POST", "/api/v1/assignments/", {"application_group": other["id"], "user": user_ids["bob"]})
+        token = api("POST", f"/api/v1/hostpools/{pool['id']}/registration-token/", {})["token"]
+
+        state_dir = data_dir / "agent-state"
+        registered = subprocess.run(
+            [sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url, "--token", token,
+             "--name", "e2e-host", "--state-dir", str(state_dir)],
+            env=plane.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )
+        assert registered.returncode == 0, registered.stderr
+        estate_ = Estate(plane=plane, xrdp=xrdp_server, admin_token=admin_token,
+                         user_token=sign_in(plane, "alice", PORTAL_PASSWORD), pool_id=pool["id"],
+                         host_name="e2e-host", state_dir=state_dir)
+        estate_.start_agent()
+        estate_.wait_host("available")
+        yield estate_
+    finally:
+        if estate_ is not None:
+            estate_.stop_agent()
+        plane.stop()
+
+
+def tampered(text: str) -> str:
+    def flip(match: re.Match) -> str:
+        token = match.group(1)
+        middle = len(token) // 2
+        return "gatewayaccesstoken:s:" + token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:]
+
+    return re.sub(r"gatewayaccesstoken:s:(\S+)", flip, text)
