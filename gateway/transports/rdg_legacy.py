@@ -205,16 +205,8 @@ async def _run_tunnel(server: GatewayServer, stream: ClientStream, pair: LegacyP
     decoder = httpupgrade.ChunkedDecoder()
     try:
         while not tunnel.closed:
-            try:
-                if tunnel.waiting_for_client:
-                    async with asyncio.timeout(server.config.setup_idle_timeout):
-                        chunk = await stream.read()
-                else:
-                    chunk = await stream.read()
-            except TimeoutError:
-                log.info("legacy client %s idle during setup; closing", stream.address)
-                await tunnel.fail_setup(records.ErrorCode.ConnectionFailedClientProtocolError,
-                                        "The client stopped answering during setup.")
+            chunk = await tunnel.read_client(stream)
+            if chunk is None:
                 return
             if not chunk:
                 tunnel.client_closed("client closed")

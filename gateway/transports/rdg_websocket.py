@@ -6,11 +6,10 @@ What stock clients use by default (FreeRDP 2.11 with its non-RFC key, FreeRDP 3,
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from gateway import httpupgrade, records
+from gateway import httpupgrade
 from gateway.transports.stream import ClientStream
 from gateway.transports.tunnel import RdgTunnel
 from gateway.wsframing import ServerWebSocket
@@ -53,16 +52,8 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
     tunnel = RdgTunnel(server, stream.address, sink)
     try:
         while not ws.should_close_transport:
-            try:
-                if tunnel.waiting_for_client:
-                    async with asyncio.timeout(server.config.setup_idle_timeout):
-                        chunk = await stream.read()
-                else:
-                    chunk = await stream.read()
-            except TimeoutError:
-                log.info("client %s idle during setup; closing", stream.address)
-                await tunnel.fail_setup(records.ErrorCode.ConnectionFailedClientProtocolError,
-                                        "The client stopped answering during setup.")
+            chunk = await tunnel.read_client(stream)
+            if chunk is None:
                 return
             if not chunk:
                 ws.receive_eof()

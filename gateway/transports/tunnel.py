@@ -185,6 +185,20 @@ class RdgTunnel:
         await self.sink.drain()
         await setup.started()
 
+    async def read_client(self, stream) -> bytes | None:
+        """The client's next bytes (b"" at EOF). While setup waits on the client, silence longer than the
+        idle timeout fails the connection and gives None."""
+        if not self.waiting_for_client:
+            return await stream.read()
+        try:
+            async with asyncio.timeout(self.server.config.setup_idle_timeout):
+                return await stream.read()
+        except TimeoutError:
+            log.info("client %s idle during setup; closing", self.client_address)
+            await self.fail_setup(records.ErrorCode.ConnectionFailedClientProtocolError,
+                                  "The client stopped answering during setup.")
+            return None
+
     async def fail_setup(self, code: str, message: str) -> None:
         """The client broke off during setup (silence, a malformed upload): record it and close."""
         await self.setup.fail(code, message)
