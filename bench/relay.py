@@ -9,8 +9,8 @@ a rotated order), and the ratios come from these same figures:
 - gateway: the whole product path. A control plane (`serve`, embedded default) with a registered agent
   (`python -m hostagent.agent run`) whose RDP target is bench/target.py; the client (bench/clients.py)
   speaks MS-TSGU over WebSocket over TLS to the gateway as FreeRDP 2.11 does, with the ticket of the
-  .rdp file the feed served. Bytes go client → TLS/WebSocket/TSGU → gateway → agent link (WebSocket,
-  credit window) → agent → TCP → target.
+  .rdp file the feed served. Bytes go client → TLS/WebSocket/TSGU → gateway → agent link (TLS to the
+  gateway's own listener, raw bytes after an HTTP upgrade) → agent → TCP → target.
 - tcp relay: bench/tcprelay.py, a plain asyncio TCP relay (no TLS, no framing).
 - websockify (ws): websockify from PyPI relaying WebSocket → TCP, no TLS, as its default.
 - websockify (wss): the same with TLS, like for like with the gateway, whose client side is always TLS.

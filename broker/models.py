@@ -253,7 +253,7 @@ class GatewayInstance(models.Model):
     public_host = models.CharField(max_length=253)
     public_port = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     relay_url = models.CharField(
-        max_length=300, blank=True, help_text="Where session hosts dial this instance (ws:// or wss://)."
+        max_length=300, blank=True, help_text="Where session hosts dial this instance: its RD Gateway listener (https://host:port)."
     )
     region = models.CharField(max_length=64, blank=True)
     version = models.CharField(max_length=50, blank=True)

@@ -16,7 +16,7 @@ from broker.choices import ConnectionState
 from broker.errors import ErrorCode
 from broker.models import Connection, GatewayInstance
 from broker.placement import PlacementResult, place_connection, release_reservation
-from hostagent import protocol
+from hostagent import protocol, relaylink
 from hostagent.channel import send_to_host
 from wvdportal.tickets import issue_host_ticket
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def relay_url_for(instance: GatewayInstance, activity_id: str) -> str:
-    return f"{instance.relay_url.rstrip('/')}/ws/relay/{activity_id}/"
+    return instance.relay_url.rstrip("/") + relaylink.relay_path(activity_id)
 
 
 def orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:

@@ -91,6 +91,13 @@ def _tokens(headers: Headers, name: str) -> set[str]:
     return {token.strip().lower() for value in headers.get_all(name) for token in value.split(",")}
 
 
+def upgrade_tokens(head: RequestHead) -> set[str]:
+    """What a request asks to upgrade to (lower-cased), or nothing without ``Connection: Upgrade``."""
+    if "upgrade" not in _tokens(head.headers, "Connection"):
+        return set()
+    return _tokens(head.headers, "Upgrade")
+
+
 def parse_request_head(buf: bytes | bytearray) -> tuple[RequestHead | None, int]:
     """Parse the request head at the start of ``buf``: ``(head, bytes consumed)``, or ``(None, 0)`` while
     the blank line that ends it has not arrived. Bytes after the head (frames, chunks) are not touched.

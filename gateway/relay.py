@@ -1,7 +1,7 @@
 """The relay core: pairs a connection's client end and host end in process and moves bytes between them.
 
 It knows nothing of transports. Each end is an adapter (RD Gateway WebSocket, legacy RD Gateway HTTP,
-raw WebSocket, the agent's Channels consumer) that offers ``send(data)`` — which waits while its peer is
+raw WebSocket, the agent link) that offers ``send(data)`` — which waits while its peer is
 slow, so backpressure reaches the producer — and ``close(reason)``. The per-frame path is
 ``Relay.deliver``: a dictionary-free attribute check, a counter and an await; no database, thread pool or
 channel layer.
@@ -185,5 +185,5 @@ async def pump(read: Callable[[], Awaitable[bytes]], relay: Relay, origin: Side)
                 relay.end(origin, f"{origin.value} closed")
                 return
             await relay.deliver(origin, data)
-    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+    except (OSError, asyncio.IncompleteReadError) as exc:  # OSError: resets, TLS errors
         relay.end(origin, f"{origin.value} connection lost: {exc.__class__.__name__}")

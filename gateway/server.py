@@ -9,6 +9,9 @@ refuse) and hands the connection to the transport the request asks for, all on
 * ``RDG_OUT_DATA`` / ``RDG_IN_DATA`` without one: the legacy two-connection form (…rdg_legacy);
 * ``GET`` with a WebSocket upgrade: raw RDP with a Bearer ticket, FreeRDP 3's ``wst`` (…wst).
 
+Session hosts' agents dial the same listener at ``/hostagent/relay/<activity id>/``
+(gateway.transports.agentlink), so both halves of every connection are this process's own sockets.
+
 Anything else gets a short HTTP error and a log line, never a traceback. The transports hand the byte
 stream to the relay core once the session host has dialled in.
 """
@@ -24,7 +27,7 @@ from functools import partial
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError
 from gateway.relay import RelayResult, Rendezvous
-from gateway.transports import rdg_legacy, rdg_websocket, wst
+from gateway.transports import agentlink, rdg_legacy, rdg_websocket, wst
 from gateway.transports.setup import in_thread
 from gateway.transports.stream import READ_SIZE, ClientStream
 
@@ -87,6 +90,9 @@ class GatewayServer:
         """Dispatch on the first request: the method, the path and whether it asks for WebSocket."""
         head = await stream.read_head(HEAD_TIMEOUT)
         if head is None:
+            return
+        if agentlink.is_agent_link(head):
+            await agentlink.serve(self, stream, head)
             return
         if not head.is_rdg_path:
             raise HttpError(404, f"not found; the RD Gateway is at {httpupgrade.RDG_PATH}")

@@ -346,10 +346,10 @@ AGENT_MESSAGES: dict[str, dict[str, Validator]] = {
 # Arguments of the commands the server knows how to send; an agent answers any other command
 # (or one it does not implement) with an "unsupported" result.
 ACTIVITY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-RELAY_URL = re.compile(r"^wss?://[^\s]{1,480}/ws/relay/[0-9a-f-]{36}/$")
+RELAY_URL = re.compile(r"^https?://[^\s]{1,480}/hostagent/relay/[0-9a-f-]{36}/$")
 
 COMMAND_ARGS: dict[str, dict[str, Validator]] = {
-    # The broker's connect order: dial this gateway instance for this connection (gateway/consumers.py).
+    # The broker's connect order: dial this gateway instance for this connection (hostagent/relaylink.py).
     "connect": {"activity_id": _text(36, min_length=36, pattern=ACTIVITY_ID),
                 "relay_url": _text(500, min_length=10, pattern=RELAY_URL),
                 "host_ticket": _text(2048, min_length=10)},

@@ -1,8 +1,7 @@
 """WebSocket routes of every app (the composition root). Each consumer authenticates its peer itself."""
 from __future__ import annotations
 
-from gateway.routing import websocket_urlpatterns as gateway_routes
 from hostagent.routing import websocket_urlpatterns as hostagent_routes
 from wvdportal.portal.routing import websocket_urlpatterns as portal_routes
 
-websocket_urlpatterns = [*hostagent_routes, *gateway_routes, *portal_routes]
+websocket_urlpatterns = [*hostagent_routes, *portal_routes]

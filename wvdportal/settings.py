@@ -188,14 +188,13 @@ GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 # The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
 GATEWAY_KEY_FILE = env_str("WVD_GATEWAY_KEY_FILE")
-# The URL session hosts' agents dial to reach this very instance; unset: `serve`'s own web listener.
+# Where session hosts' agents dial this very instance's RD Gateway listener (the agent link shares it
+# with RDP clients); unset: https://<public host>:<public port>.
 GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL")
-if GATEWAY_RELAY_URL and not GATEWAY_RELAY_URL.startswith(("ws://", "wss://")):
+if GATEWAY_RELAY_URL and not GATEWAY_RELAY_URL.startswith("https://"):
     from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be a ws:// or wss:// URL")
-# Flow control on the agent link: bytes in flight each way before the receiver credits them back.
-GATEWAY_AGENT_WINDOW = env_int("WVD_GATEWAY_AGENT_WINDOW", 512 * 1024, minimum=16 * 1024, maximum=64 * 1024 * 1024)
+    raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be an https:// URL (the gateway listener serves TLS)")
 # Unset: `serve` names the instance after the address its RD Gateway listens on.
 GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME")
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).

@@ -47,6 +47,27 @@ class ClientStream:
             log.info("client %s sent no request head in %ss", self.address, timeout)
             return None
 
+    async def read_line(self, limit: int, timeout: float) -> bytes:
+        """The next line, ``\n`` included; what came before EOF when the peer closed first (no ``\n``).
+
+        Raises ``TimeoutError`` when no whole line arrived within ``timeout`` seconds and ``ValueError``
+        when ``limit`` bytes arrived without one (no more than ``limit`` plus one read is ever held).
+        """
+        buf = bytearray(self._buffer)
+        self._buffer = b""
+        async with asyncio.timeout(timeout):
+            while True:
+                end = buf.find(b"\n", 0, limit)
+                if end >= 0:
+                    self._buffer = bytes(buf[end + 1:])
+                    return bytes(buf[:end + 1])
+                if len(buf) >= limit:
+                    raise ValueError(f"no line end in {limit} bytes")
+                chunk = await self.reader.read(4096)
+                if not chunk:
+                    return bytes(buf)
+                buf += chunk
+
     async def read(self) -> bytes:
         """The next bytes from the client (b"" at EOF), starting with any left over from the head."""
         if self._buffer:

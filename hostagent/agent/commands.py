@@ -115,7 +115,7 @@ async def renew_certificate(context: CommandContext, command_id: str, args: dict
 
 async def connect(context: CommandContext, command_id: str, args: dict[str, Any]) -> Outcome:
     """The broker's connect order: dial the gateway instance holding the client and bridge it to RDP."""
-    from hostagent.agent import relay  # noqa: PLC0415 - websockets client code only agents that relay need
+    from hostagent.agent import relay  # noqa: PLC0415 - relay code only agents that relay need
 
     return await relay.connect(context.state, context.rdp_target, args["relay_url"], args["activity_id"],
                                args["host_ticket"])

@@ -5,7 +5,7 @@ Everything on the gateway's side is the real thing: ``GatewayServer`` with a rea
 checks, Connection records, and the broker's placement and connect order (Celery tasks run in process).
 Only the session host is simulated, at the point where the gateway meets it: it listens on its host
 channel group for the connect order, exactly as the agent's consumer would, records its arrival and
-attaches its own end to the connection's relay — what the agent's relay link (gateway/consumers.py)
+attaches its own end to the connection's relay — what the agent link (gateway/transports/agentlink.py)
 does, without the second WebSocket.
 
 Import the fixtures into a test module (``from tests.connector.gatewaybed import bed, eager_tasks, ...``);
@@ -224,7 +224,7 @@ async def bed(concurrent_sqlite, estate_rows, eager_tasks, in_memory_channel_lay
                            Rendezvous(), gateway_ssl)
     listener = await server.start("127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
-    await db(register_instance)(INSTANCE_NAME, "127.0.0.1", port, "ws://127.0.0.1:9")
+    await db(register_instance)(INSTANCE_NAME, "127.0.0.1", port, "https://127.0.0.1:9")
     simulated = SimulatedHost(host.pk, server.rendezvous)
     await simulated.start()
     try:

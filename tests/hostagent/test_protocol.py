@@ -185,8 +185,11 @@ def test_unknown_commands_pass_through_for_the_agent_to_answer():
 
 def test_a_connect_order_names_a_connection_a_relay_url_and_a_ticket():
     args = {"activity_id": "3a183cce-c2c3-433f-aed1-6afd4dbe50c7",
-            "relay_url": "wss://gw-1.example.net/ws/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/",
+            "relay_url": "https://gw-1.example.net:8443/hostagent/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/",
             "host_ticket": "wht1.payload.signature"}
     assert protocol.validate_command_args("connect", args) == args
     with pytest.raises(protocol.ProtocolError):
         protocol.validate_command_args("connect", {**args, "relay_url": "https://gw-1.example.net/"})
+    with pytest.raises(protocol.ProtocolError):  # the web server's WebSocket is not where agents relay
+        protocol.validate_command_args(
+            "connect", {**args, "relay_url": "wss://gw-1.example.net/ws/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/"})

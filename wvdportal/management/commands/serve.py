@@ -38,8 +38,9 @@ class Command(BaseCommand):
         gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
                             else settings.GATEWAY_LISTEN)
         instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
-        relay_host = f"[{host}]" if ":" in host else host
-        relay_url = settings.GATEWAY_RELAY_URL or f"ws://{relay_host}:{port}"
+        public_host = settings.GATEWAY_PUBLIC_HOST
+        public_host = f"[{public_host}]" if ":" in public_host else public_host
+        relay_url = settings.GATEWAY_RELAY_URL or f"https://{public_host}:{settings.GATEWAY_PUBLIC_PORT}"
         gateway = None if no_gateway else self.prepare_gateway(instance_name, relay_url)
 
         def started() -> None:
