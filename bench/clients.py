@@ -101,7 +101,10 @@ class MaskedFraming:
         self.eof = False
 
     def frame(self, payload: bytes | memoryview) -> bytes:
+        """A masked binary frame; b"" once the WebSocket is closing (the peer closed first)."""
         protocol = self.protocol
+        if protocol.state is not State.OPEN:
+            return b""
         protocol.send_binary(payload)
         return b"".join(protocol.data_to_send())
 

@@ -112,10 +112,10 @@ async def paced_stream(stream, rate: int, chunk: int, seconds: float, report: St
     unpack = STAMP.unpack_from
     now_ns = time.monotonic_ns
     loop = asyncio.get_running_loop()
-    await stream.write(f"STREAM {rate} {chunk} {seconds}\n".encode("ascii"))
     position = 0  # bytes received so far
     head = bytearray()  # the current chunk's first bytes (its send time), gathered across reads
     try:
+        await stream.write(f"STREAM {rate} {chunk} {seconds}\n".encode("ascii"))
         while position < total:
             remaining = deadline - loop.time()
             if remaining <= 0:
