@@ -11,7 +11,6 @@ the client does.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
