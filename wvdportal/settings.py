@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 from wvdportal.environment import (
     env_bool,
@@ -191,10 +192,18 @@ GATEWAY_KEY_FILE = env_str("WVD_GATEWAY_KEY_FILE")
 # Where session hosts' agents dial this very instance's RD Gateway listener (the agent link shares it
 # with RDP clients); unset: https://<public host>:<public port>.
 GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL")
-if GATEWAY_RELAY_URL and not GATEWAY_RELAY_URL.startswith("https://"):
+if GATEWAY_RELAY_URL:
     from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be an https:// URL (the gateway listener serves TLS)")
+    from hostagent import relaylink
+
+    try:  # the URL an agent will get, checked as the agent will split it
+        _relay_tls = relaylink.split_url(GATEWAY_RELAY_URL.rstrip("/") + relaylink.relay_path(str(UUID(int=0))))[0]
+    except relaylink.LinkError:
+        _relay_tls = False
+    if not _relay_tls:
+        raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be an https://host[:port] URL (the gateway "
+                                   "listener serves TLS)")
 # Unset: `serve` names the instance after the address its RD Gateway listens on.
 GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME")
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).

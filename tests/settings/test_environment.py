@@ -42,6 +42,9 @@ def run_manage(args: list[str], env_overrides: dict[str, str], tmp_path: Path) -
         ("WVD_SECRET_KEY", "short"),
         ("WVD_DEBUG", "maybe"),
         ("WVD_ALLOWED_HOSTS", "a,,b"),
+        ("WVD_GATEWAY_RELAY_URL", "wss://gw.example.net"),
+        ("WVD_GATEWAY_RELAY_URL", "https://gw.example.net:99999"),
+        ("WVD_GATEWAY_RELAY_URL", "https://"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(name, value, tmp_path):
