@@ -103,3 +103,12 @@ def test_concurrency_benchmark_holds_a_few_sessions_and_prints_the_largest():
     assert all(row[1] == row[0] for row in rows)  # every session set up
     summary = table_rows(output, "largest N held")[0]
     assert summary[-1] in ("PASS", "MISS")
+
+
+def test_tls_relay_benchmark_prints_the_cost_of_each_tls_side():
+    output = run_bench("tlsrelay.py", "--size", "2")
+
+    rows = table_rows(output, "relay")
+    assert [row[0] for row in rows] == ["plain → plain", "TLS → plain (websockify's shape)",
+                                        "TLS → TLS (the gateway's shape)"]
+    assert all(float(row[1]) > 0 for row in rows) and rows[0][3] == "1.00"
