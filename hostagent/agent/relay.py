@@ -57,7 +57,7 @@ async def connect(state: AgentState, rdp_target: tuple[str, int], relay_url: str
 async def _dial(state: AgentState, relay_url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect, upgrade, and return the stream positioned at the gateway's first control message."""
     tls, host, port, path = relaylink.split_url(relay_url)
-    context: ssl.SSLContext | None = state.ssl_context() if tls else None
+    context: ssl.SSLContext | None = state.relay_ssl_context() if tls else None
     reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=READ_SIZE,
                                                    server_hostname=host if tls else None)
     try:

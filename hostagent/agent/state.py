@@ -92,6 +92,14 @@ class AgentState:
         """TLS for wss:// trusting our CA only (or ``ca_file`` when the server shows another CA's cert)."""
         return ssl.create_default_context(cafile=str(ca_file or self.ca_path))
 
+    def relay_ssl_context(self) -> ssl.SSLContext:
+        """TLS to a gateway instance's listener: our CA (the gateway-tls certificate it issues by default)
+        and the system's (a certificate the admin installed with WVD_GATEWAY_CERT_FILE, which RDP clients
+        must trust anyway). The agent still proves itself with its key; RDP's own TLS runs inside."""
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.load_default_certs()
+        return context
+
 
 def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
