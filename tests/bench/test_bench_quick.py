@@ -111,4 +111,5 @@ def test_tls_relay_benchmark_prints_the_cost_of_each_tls_side():
     rows = table_rows(output, "relay")
     assert [row[0] for row in rows] == ["plain → plain", "TLS → plain (websockify's shape)",
                                         "TLS → TLS (the gateway's shape)"]
-    assert all(float(row[1]) > 0 for row in rows) and rows[0][3] == "1.00"
+    assert all(float(row[1]) > 0 and float(row[2]) >= 0 for row in rows)
+    assert rows[0][3] in ("1.00", "–")  # "–" when 2 MiB took the plain relay less than a clock tick
