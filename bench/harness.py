@@ -9,7 +9,6 @@ Every process started here is stopped by its own id when the ``with`` block ends
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -31,6 +30,7 @@ if str(REPO) not in sys.path:
 
 from feed.rdpsign import decode_rdp_file  # noqa: E402
 from tests.e2e.lifecycle import read_log, start_logged, stop_group  # noqa: E402
+from tests.e2e.estate import call  # noqa: E402
 from tests.e2e.ports import free_port, is_listening  # noqa: E402
 from tests.e2e.processes import ControlPlane  # noqa: E402
 
@@ -141,25 +141,6 @@ def start_target(log_dir: Path) -> tuple[Child, int]:
 
 
 # --- the estate -----------------------------------------------------------------------------------
-
-
-def call(base_url: str, method: str, path: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 30) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return response.status, json.loads(text) if text else {}
-    except urllib.error.HTTPError as error:
-        text = error.read()
-        try:
-            return error.code, json.loads(text)
-        except ValueError:
-            return error.code, {"raw": text.decode(errors="replace")[:500]}
 
 
 @dataclass

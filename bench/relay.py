@@ -184,7 +184,7 @@ async def measure_slow_reader(contenders: Contenders, total: int) -> dict:
     serve_before, agent_before = rss_bytes(serve), rss_bytes(agent)
     try:
         with sampling_rss(serve) as serve_samples, sampling_rss(agent) as agent_samples:
-            rate = await workloads.slow_read(stream, total, SLOW_READER_RATE)
+            rate = total / await workloads.host_to_client(stream, total, 64 * 1024, rate=SLOW_READER_RATE)
     finally:
         await stream.close()
     return {"rate": rate, "serve_before": serve_before, "serve_peak": max(serve_samples),

@@ -19,8 +19,9 @@ class WorkloadError(Exception):
     """The stream ended or misbehaved before the workload finished."""
 
 
-async def host_to_client(stream, total: int, write_size: int) -> float:
-    """The target sends ``total`` bytes in ``write_size`` writes; seconds until the client has them all."""
+async def host_to_client(stream, total: int, write_size: int, rate: float | None = None) -> float:
+    """The target sends ``total`` bytes in ``write_size`` writes; seconds until the client has them all.
+    With ``rate`` (bytes/s) the client reads no faster than that, as a slow reader does."""
     started = time.perf_counter()
     await stream.write(f"SOURCE {total} {write_size}\n".encode("ascii"))
     received = 0
@@ -29,6 +30,10 @@ async def host_to_client(stream, total: int, write_size: int) -> float:
         if not data:
             raise WorkloadError(f"the stream ended after {received} of {total} bytes")
         received += len(data)
+        if rate is not None:
+            ahead = received / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
     return time.perf_counter() - started
 
 
@@ -71,23 +76,6 @@ async def ping_pong(stream, count: int, size: int = PING_SIZE, *, started: bool 
             received += len(data)
         times.append(clock() - sent)
     return times
-
-
-async def slow_read(stream, total: int, rate: float) -> float:
-    """Receive ``total`` bytes no faster than ``rate`` bytes/s (the target sends as fast as it may);
-    returns the rate achieved."""
-    started = time.perf_counter()
-    await stream.write(f"SOURCE {total} 65536\n".encode("ascii"))
-    received = 0
-    while received < total:
-        data = await stream.read()
-        if not data:
-            raise WorkloadError(f"the stream ended after {received} of {total} bytes")
-        received += len(data)
-        ahead = received / rate - (time.perf_counter() - started)
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-    return total / (time.perf_counter() - started)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Estate:
     logs: dict[str, Path] = field(default_factory=dict)
 
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, object]:
-        return call(self.plane, method, path, body, token or self.admin_token)
+        return call(self.plane.base_url, method, path, body, token or self.admin_token)
 
     def failure_report(self) -> str:
         """Every process's log, for a failed test's report (tests/e2e/fixtures.py's hook reads this)."""
@@ -104,14 +105,16 @@ class Estate:
         return body["results"][0]
 
 
-def call(plane: ControlPlane, method: str, path: str, body: dict | None, token: str | None) -> tuple[int, object]:
+def call(base_url: str, method: str, path: str, body: dict | None = None, token: str | None = None,
+         timeout: float = 30) -> tuple[int, object]:
+    """One JSON API request: (status, decoded body); an error body that is not JSON comes back as "raw"."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(plane.base_url + path, data=data, method=method, headers=headers)
+    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read()
             return response.status, json.loads(text) if text else {}
     except urllib.error.HTTPError as error:
@@ -119,11 +122,11 @@ def call(plane: ControlPlane, method: str, path: str, body: dict | None, token: 
         try:
             return error.code, json.loads(text)
         except ValueError:
-            return error.code, {"raw": text.decode(errors="replace")}
+            return error.code, {"raw": text.decode(errors="replace")[:500]}
 
 
 def sign_in(plane: ControlPlane, username: str, password: str) -> str:
-    status, body = call(plane, "POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)
+    status, body = call(plane.base_url, "POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)
     assert status == 201, body
     return body["token"]
 
@@ -147,7 +150,7 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         admin_token = sign_in(plane, "e2e-admin", PORTAL_PASSWORD)
 
         def api(method: str, path: str, body: dict | None = None) -> dict:
-            status, answer = call(plane, method, path, body, admin_token)
+            status, answer = call(plane.base_url, method, path, body, admin_token)
             assert status in (200, 201), (method, path, status, answer)
             return answer
 
