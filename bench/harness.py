@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from feed.rdpsign import decode_rdp_file  # noqa: E402
+from wire import rdpfile  # noqa: E402
 from tests.e2e.lifecycle import read_log, start_logged, stop_group  # noqa: E402
 from tests.e2e.estate import call  # noqa: E402
 from tests.e2e.ports import free_port, is_listening  # noqa: E402
@@ -39,18 +39,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 SHARED_CPU_NOTE = ("2 cores shared by the benchmark client, the gateway (`serve`), the agent(s), the target "
                    "server (and the Celery worker with Redis): every process here competes for the same CPU.")
 
-
 class BenchError(RuntimeError):
     """A benchmark could not be set up (the message carries the relevant logs)."""
-
 
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so ``finally`` blocks stop every child even when we are stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-
 # --- deployment shapes ----------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class Shape:
@@ -67,13 +63,10 @@ class Shape:
         database = "PostgreSQL" if self.database_url else "SQLite"
         return f"Redis + Celery worker ({database})"
 
-
 EMBEDDED = Shape("embedded")
-
 
 def redis_shape(redis_url: str, database_url: str = "") -> Shape:
     return Shape("redis", redis_url=redis_url, database_url=database_url)
-
 
 class BenchPlane(ControlPlane):
     """A ControlPlane whose database and Redis come from the shape, not from this process's environment."""
@@ -100,9 +93,7 @@ class BenchPlane(ControlPlane):
                 else:
                     os.environ[key] = value
 
-
 # --- child processes ------------------------------------------------------------------------------
-
 
 @dataclass
 class Child:
@@ -119,7 +110,6 @@ class Child:
     def stop(self) -> None:
         stop_group(self.process, grace=5)
 
-
 def start_child(name: str, argv: Sequence[str], log_dir: Path, port: int, env: dict[str, str] | None = None,
                 timeout: float = 20.0) -> Child:
     """Start ``argv`` and wait until something listens on ``port`` (read from /proc: no probe connection)."""
@@ -134,14 +124,11 @@ def start_child(name: str, argv: Sequence[str], log_dir: Path, port: int, env: d
         time.sleep(0.05)
     return child
 
-
 def start_target(log_dir: Path) -> tuple[Child, int]:
     port = free_port()
     return start_child("target", [sys.executable, str(BENCH_DIR / "target.py"), "--port", str(port)], log_dir, port), port
 
-
 # --- the estate -----------------------------------------------------------------------------------
-
 
 @dataclass
 class RdpFile:
@@ -162,7 +149,6 @@ class RdpFile:
         host, _, port = settings["gatewayhostname"].rpartition(":")
         return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"],
                    resource=settings["full address"])
-
 
 @dataclass
 class Estate:
@@ -244,7 +230,7 @@ class Estate:
         desktop = next(r for r in feed if r["type"].lower() == "desktop")  # type: ignore[union-attr]
         request = urllib.request.Request(desktop["rdp_url"], headers={"Authorization": f"Bearer {user_token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            return RdpFile.parse(decode_rdp_file(response.read()))
+            return RdpFile.parse(rdpfile.decode(response.read()))
 
     def _start_agent(self, index: int, token: str) -> None:
         assert self.plane is not None
@@ -317,9 +303,7 @@ class Estate:
         rdp = self.rdp
         return await RdgStream.open(rdp.gateway_host, rdp.gateway_port, rdp.ticket, rdp.resource)
 
-
 # --- figures --------------------------------------------------------------------------------------
-
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (0 once it is gone)."""
@@ -330,7 +314,6 @@ def cpu_seconds(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
 
-
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -340,11 +323,9 @@ def rss_bytes(pid: int) -> int:
         pass
     return 0
 
-
 def own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
-
 
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (``pct`` in 0..100); NaN for no values."""
@@ -354,10 +335,8 @@ def percentile(values: Sequence[float], pct: float) -> float:
     rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
 
-
 def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
-
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
@@ -366,10 +345,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return "\n".join(lines)
 
-
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
-
 
 def cpu_model() -> str:
     try:
@@ -380,12 +357,10 @@ def cpu_model() -> str:
         pass
     return platform.processor() or "unknown"
 
-
 def machine_description() -> str:
     load = os.getloadavg()
     return (f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
             f"load average at start {load[0]:.2f}. {SHARED_CPU_NOTE}")
-
 
 @contextmanager
 def sampling_rss(pid: int, interval: float = 0.2) -> Iterator[list[int]]:

@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO))
 import websockets  # noqa: E402
 from cryptography import x509  # noqa: E402
 
-from hostagent import proof, protocol  # noqa: E402
 from hostagent.agent.state import make_csr, new_key  # noqa: E402
+from wire import hostchannel, proof  # noqa: E402
 
-CHECKS: list[protocol.HealthCheck] = [
+CHECKS: list[hostchannel.HealthCheck] = [
     {"name": "rdp_listener", "ok": True, "fatal": True, "detail": "127.0.0.1:3389 accepts connections"},
     {"name": "disk_space", "ok": True, "fatal": False, "detail": "/: 40.1 GiB free (61%)"},
     {"name": "agent_version", "ok": True, "fatal": False, "detail": "1.0.0"},
@@ -52,7 +52,7 @@ PROVISION = """
 import json, os
 from django.db import transaction
 from broker.models import HostPool, SessionHost
-from wvdportal import ca
+from core import ca
 requests = json.load(open(os.environ["BENCH_REQUESTS"]))
 with transaction.atomic():
     pool = HostPool.objects.create(name="bench-pool", max_session_limit=10)
@@ -128,7 +128,7 @@ class Server:
 
     def start(self) -> None:
         self.manage("migrate", "--noinput")
-        # An EC root adopted with initca: wvdportal.ca loads the CA key for every certificate it
+        # An EC root adopted with initca: core.ca loads the CA key for every certificate it
         # issues, and an RSA 3072 key takes ~90 ms to load, which would make provisioning the bench
         # (not the channels it measures) take minutes.
         cert_path, key_path = make_root(self.data_dir / "bench-root")
@@ -202,12 +202,12 @@ class SimulatedAgent:
         certificate = x509.load_pem_x509_certificate(self.certificate_pem.encode())
         try:
             async with handshakes:
-                ws = await websockets.connect(url, max_size=protocol.MAX_FRAME_BYTES, compression=None,
+                ws = await websockets.connect(url, max_size=hostchannel.MAX_FRAME_BYTES, compression=None,
                                               open_timeout=120, ping_interval=None, close_timeout=2)
-                challenge = protocol.decode_server_message(await ws.recv())
-                signature = proof.sign_challenge(self.key, protocol.decode_base64url(challenge["nonce"]), certificate)
-                await ws.send(protocol.encode(protocol.hello(self.certificate_pem, signature, "1.0.0")))
-                welcome = protocol.decode_server_message(await ws.recv())
+                challenge = hostchannel.decode_server_message(await ws.recv())
+                signature = proof.sign_challenge(self.key, hostchannel.decode_base64url(challenge["nonce"]), certificate)
+                await ws.send(hostchannel.encode(hostchannel.hello(self.certificate_pem, signature, "1.0.0")))
+                welcome = hostchannel.decode_server_message(await ws.recv())
                 if welcome["type"] != "welcome":
                     raise RuntimeError(f"refused: {welcome}")
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException, RuntimeError) as exc:
@@ -223,8 +223,8 @@ class SimulatedAgent:
             seq = 0
             while True:
                 started = time.perf_counter()
-                await ws.send(protocol.encode(protocol.heartbeat(seq, "1.0.0", CHECKS, [])))
-                ack = protocol.decode_server_message(await ws.recv())
+                await ws.send(hostchannel.encode(hostchannel.heartbeat(seq, "1.0.0", CHECKS, [])))
+                ack = hostchannel.decode_server_message(await ws.recv())
                 elapsed = time.perf_counter() - started
                 if ack["type"] != "heartbeat_ack":
                     raise RuntimeError(f"unexpected {ack['type']}")

@@ -1,8 +1,6 @@
 """The registry of gateway instances: each `serve` process announces itself and keeps its row fresh."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
@@ -28,6 +26,3 @@ def register_instance(name: str, public_host: str, public_port: int, relay_url: 
 def touch_instance(name: str) -> None:
     GatewayInstance.objects.filter(name=name).update(last_seen_at=timezone.now())
 
-
-def live_instances(max_age: timedelta) -> list[GatewayInstance]:
-    return list(GatewayInstance.objects.filter(last_seen_at__gte=timezone.now() - max_age))

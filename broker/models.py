@@ -21,7 +21,7 @@ from broker.choices import (
     SessionHostStatus,
     UserSessionState,
 )
-from wvdportal.hashing import hash_secret
+from core.hashing import hash_secret
 
 # Names that end up in .rdp files and URLs: letters, digits, dot, dash, underscore.
 name_validator = RegexValidator(

@@ -13,12 +13,12 @@ import secrets
 from django.utils import timezone
 
 from broker.choices import ConnectionState
-from broker.errors import ErrorCode
+from broker.hostbus import send_to_host
 from broker.models import Connection, GatewayInstance
 from broker.placement import PlacementResult, place_connection, release_reservation
-from hostagent import protocol, relaylink
-from hostagent.channel import send_to_host
-from wvdportal.tickets import issue_host_ticket
+from core.tickets import issue_host_ticket
+from wire import hostchannel, relaylink
+from wire.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:
         return place_connection(connection_id)  # returns the recorded failure
     activity_id = str(connection.activity_id)
     ticket = issue_host_ticket(connection_activity_id=activity_id, session_host_id=result.session_host_id)
-    order = protocol.command(
+    order = hostchannel.command(
         secrets.token_urlsafe(16),
         "connect",
         {"activity_id": activity_id, "relay_url": relay_url_for(instance, activity_id), "host_ticket": ticket},

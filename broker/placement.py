@@ -40,8 +40,8 @@ from broker.choices import (
     SessionHostStatus,
     UserSessionState,
 )
-from broker.errors import ErrorCode, describe
 from broker.models import Connection, HostPool, SessionHost, UserSession
+from wire.errors import ErrorCode, describe
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def release_reservation(
 ) -> bool:
     """Fail a connection that is still being set up (the client left before the host arrived, or the
     connect order could not be delivered) and free its host slot. ``reason`` is an error code from
-    broker/errors.py. Returns False when the connection was no longer being set up.
+    wire/errors.py. Returns False when the connection was no longer being set up.
     """
     code = ErrorCode(reason)  # An unknown code is a programming error: ValueError.
     pk = connection.pk if isinstance(connection, Connection) else int(connection)

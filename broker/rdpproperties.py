@@ -5,7 +5,8 @@ line is checked against a table of known settings and their types (PROTOCOLS.md 
 and the settings the control plane writes itself (where the client connects, the gateway and its
 ticket, the RemoteApp being launched, the signature) are refused: they are not the pool's to change.
 
-Pure Python, no Django: the model, the API and the .rdp builder all call it.
+Pure Python, no Django: the model, the API and the .rdp builder all call it. The line grammar is
+wire.rdpfile's.
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import logging
 import re
 from dataclasses import dataclass
 
+from wire import rdpfile
+from wire.rdpfile import BINARY, INTEGER, STRING
+
 logger = logging.getLogger(__name__)
 
-STRING = "s"
-INTEGER = "i"
-BINARY = "b"
 TYPE_NAMES = {STRING: "a string (s)", INTEGER: "an integer (i)", BINARY: "binary data (b)"}
 
 # Known settings and their types. Names are lower case; files match them case-insensitively.
@@ -193,30 +194,13 @@ def _problem_with(name: str, type_: str, value: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class RdpProperty:
+class RdpProperty(rdpfile.Setting):
     """One validated custom setting. Creating one checks it, so a reserved setting cannot exist."""
-
-    name: str
-    type: str
-    value: str
 
     def __post_init__(self) -> None:
         problem = _problem_with(self.name, self.type, self.value)
         if problem:
             raise RdpPropertiesError([problem])
-
-    @property
-    def line(self) -> str:
-        return f"{self.name}:{self.type}:{self.value}"
-
-
-def _parse_line(line: str) -> tuple[str, str, str] | str:
-    """(name, type, value) of ``name:type:value``, or a message saying why the line is malformed."""
-    name, sep, rest = line.partition(":")
-    type_, sep2, value = rest.partition(":")
-    if not sep or not sep2 or not name.strip() or len(type_) != 1:
-        return "expected 'name:type:value', for example 'audiomode:i:0'"
-    return name.strip().lower(), type_, value.strip()
 
 
 def parse_rdp_properties(text: str) -> list[RdpProperty]:
@@ -237,11 +221,11 @@ def parse_rdp_properties(text: str) -> list[RdpProperty]:
         line = raw.strip()
         if not line:
             continue
-        parsed = _parse_line(line)
-        if isinstance(parsed, str):
-            problem = parsed
+        parsed = rdpfile.parse_line(line)
+        if parsed is None:
+            problem = "expected 'name:type:value', for example 'audiomode:i:0'"
         else:
-            name, type_, value = parsed
+            name, type_, value = parsed.name, parsed.type, parsed.value
             problem = _problem_with(name, type_, value)
             if problem is None and name in seen:
                 problem = f"'{name}' is already set on line {seen[name]}"

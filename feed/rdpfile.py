@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from broker.rdpproperties import RESERVED_PROPERTIES, RdpProperty, parse_rdp_properties
-from feed.rdpsign import PrivateKey, encode_rdp_file, sign_rdp
+from feed.rdpsign import PrivateKey, sign_rdp
+from wire.rdpfile import encode, format_line
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def build_rdp(*, routing_name: str, gateway_host: str, gateway_port: int, access
     lines = []
     for name, type_, value in settings:
         override = custom.pop(name, None) if name in defaults else None
-        lines.append(override.line if override else f"{name}:{type_}:{value}")
+        lines.append(override.line if override else format_line(name, type_, value))
     lines += [prop.line for prop in custom.values()]
     return "".join(line + "\r\n" for line in lines)
 
@@ -173,4 +174,4 @@ def render_signed_rdp(*, routing_name: str, gateway_host: str, gateway_port: int
     text = build_rdp(routing_name=routing_name, gateway_host=gateway_host, gateway_port=gateway_port,
                      access_token=access_token, workspace_id=workspace_id, resource=resource,
                      custom_properties=custom_properties)
-    return encode_rdp_file(sign_rdp(text, certificate, private_key))
+    return encode(sign_rdp(text, certificate, private_key))

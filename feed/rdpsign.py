@@ -5,7 +5,7 @@ mstsc and the Windows Remote Desktop clients show the publisher of a signed file
 a UTF-16LE message over the signed lines and the ``signscope`` line, a detached CMS SignedData
 (SHA-256, no signed attributes) behind a 12-byte header, base64 in 64-character chunks.
 
-Pure functions over text and bytes; no Django.
+Pure functions over text and bytes; no Django. The file's bytes and lines follow wire.rdpfile.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
+
+from wire import rdpfile
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +86,6 @@ SIGNATURE_PREFIX = "signature:s:"
 # The 12-byte header before the CMS blob: two constant DWORDs (meaning unknown) and the length.
 SIGNATURE_HEADER_MAGIC = (0x00010001, 0x00000001)
 SIGNATURE_CHUNK = 64
-# A generated file is a few kilobytes; anything near this is not an .rdp file.
-MAX_RDP_FILE_BYTES = 1024 * 1024
 MAX_RDP_LINES = 5000
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -112,8 +112,10 @@ class SignScope:
 
 
 def _split_lines(text_or_lines: str | Iterable[str]) -> list[str]:
+    """The file's non-blank lines, stripped (wire.rdpfile), refusing a NUL, which would make the signed
+    message ambiguous."""
     if isinstance(text_or_lines, str):
-        raw = text_or_lines.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        raw = rdpfile.split_lines(text_or_lines, keep_blank=True)
     else:
         raw = list(text_or_lines)
         for line in raw:
@@ -207,28 +209,6 @@ def sign_rdp(text_or_lines: str | Iterable[str], certificate: x509.Certificate, 
     value = format_signature_value(signature_blob(message, certificate, private_key))
     lines = [*scope.settings, scope.line, SIGNATURE_PREFIX + value]
     return "".join(line + "\r\n" for line in lines)
-
-
-def encode_rdp_file(text: str) -> bytes:
-    """UTF-16LE with BOM and CRLF line ends: what rdpsign.exe writes and every client reads."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return b"\xff\xfe" + "".join(line + "\r\n" for line in lines).encode("utf-16-le")
-
-
-def decode_rdp_file(data: bytes) -> str:
-    """Text of an .rdp file: UTF-16LE after an FF FE BOM, otherwise UTF-8 (BOM tolerated)."""
-    if len(data) > MAX_RDP_FILE_BYTES:
-        raise RdpSignatureError(f"the file is larger than {MAX_RDP_FILE_BYTES} bytes")
-    try:
-        if data.startswith(b"\xff\xfe"):
-            return data[2:].decode("utf-16-le")
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RdpSignatureError(f"the file is neither UTF-16LE with BOM nor UTF-8: {exc.reason}") from None
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -459,7 +439,11 @@ def check_rdp_signature(data: bytes, ca_cert: x509.Certificate, *, at: datetime 
     that changes where or how the client connects was added after signing.
     """
     at = at or datetime.now(timezone.utc)
-    lines = _split_lines(decode_rdp_file(data))
+    try:
+        text = rdpfile.decode(data)
+    except rdpfile.RdpFileFormatError as exc:
+        raise RdpSignatureError(str(exc)) from None
+    lines = _split_lines(text)
     if len(lines) > MAX_RDP_LINES:
         raise RdpSignatureError(f"the file has more than {MAX_RDP_LINES} lines")
     scopes = [line for line in lines if line.lower().startswith(SIGNSCOPE_PREFIX)]

@@ -1,4 +1,4 @@
-"""The feed's non-API URLs: the user's page, the MS-TSWP webfeed, .rdp files and icons.
+"""The feed's URLs: the user's page, the JSON feed, the MS-TSWP webfeed, .rdp files and icons.
 
 Files are keyed by ``<application group>/<alias>`` (the alias is ``desktop`` for a desktop group's
 desktop, the RemoteApp's name otherwise), so a desktop and a RemoteApp can never be confused.
@@ -26,4 +26,5 @@ urlpatterns = [
     re_path(rf"^feed/rdp/{KEY}\.rdp$", views.RdpFileView.as_view(), name="rdp"),
     re_path(rf"^feed/icon/{KEY}\.ico$", views.IconView.as_view(), name="icon-ico"),
     re_path(rf"^feed/icon/{KEY}_32x32\.png$", views.IconView.as_view(png32=True), name="icon-png32"),
+    path("api/v1/feed/", views.FeedApiView.as_view(), name="api-feed"),
 ]

@@ -33,6 +33,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker.rdpproperties import RdpPropertiesError
+from core import ca, tickets
+from core.api.schema import ApiAutoSchema
+from core.authentication import ApiTokenAuthentication
+from core.choices import CertificatePurpose
+from core.signin import clear_signin_failures, client_address, record_signin_failure, signin_retry_after
 from feed import icons
 from feed.models import Desktop, RemoteApp
 from feed.rdpfile import RDP_CONTENT_TYPE, RdpFileError, RdpResource, render_signed_rdp
@@ -48,11 +53,6 @@ from feed.webfeed import (
     negotiate_schema,
     render_webfeed,
 )
-from wvdportal import ca, tickets
-from wvdportal.api.schema import ApiAutoSchema
-from wvdportal.authentication import ApiTokenAuthentication
-from wvdportal.choices import CertificatePurpose
-from wvdportal.signin import clear_signin_failures, client_address, record_signin_failure, signin_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,8 @@ def home(request: HttpRequest) -> HttpResponse:
     to, and the user's recent connections with any failure explained in plain words."""
     # Local imports: this view alone reads the broker's records (feed may depend on broker).
     from broker.choices import ConnectionState
-    from broker.errors import describe
     from broker.models import Connection
+    from wire.errors import describe
 
     resources = resources_for(request.user)
     workspaces = [
@@ -319,7 +319,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "resource_count": len(resources),
         "recent_connections": recent,
         "webfeed_url": request.build_absolute_uri(reverse("feed:webfeed")),
-        "api_feed_url": request.build_absolute_uri(reverse("api-feed")),
+        "api_feed_url": request.build_absolute_uri(reverse("feed:api-feed")),
         "token_url": request.build_absolute_uri(reverse("signin-token")),
         "ticket_lifetime": _duration_text(settings.CONNECTION_TICKET_LIFETIME),
     }

@@ -2,7 +2,7 @@
 
 Blocking functions, called from the gateway's event loop through a worker thread; none of them runs
 per frame. Every refusal is recorded as a failed Connection with a documented error code
-(broker/errors.py) and answered with that code's MS-TSGU status, so the client shows a meaningful error
+(wire/errors.py) and answered with that code's MS-TSGU status, so the client shows a meaningful error
 and support can find the record by its activity id.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
-from broker.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
 from broker.models import Connection, GatewayInstance, HostPool
 from broker.placement import release_reservation
+from core.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
 from gateway.relay import RelayResult, Side
-from wvdportal.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
+from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from wvdportal import ca
+from core import ca
 
 
 def server_ssl_context() -> ssl.SSLContext:

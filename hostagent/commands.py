@@ -1,14 +1,54 @@
 """Actions that reach a session host through its channel: the service functions behind the admin's
-buttons and the API. Each returns the agent's result, or "offline" / "timeout" when none came."""
+buttons, the portal and the API. Each returns the agent's result, or "offline" / "timeout" when none came.
+
+``request_command`` is the one way to send a command and wait for its answer: it checks the arguments, answers
+"offline" at once when no consumer holds the host's channel, and otherwise exchanges the command over the
+channel layer (broker.hostbus).
+"""
 from __future__ import annotations
 
 import logging
+import secrets
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 
 from broker.choices import UserSessionState
+from broker.hostbus import DEFAULT_COMMAND_TIMEOUT, CommandResult, aexchange
 from broker.models import SessionHost, UserSession
-from hostagent.channel import DEFAULT_COMMAND_TIMEOUT, CommandResult, request_command
+from hostagent.models import HostChannel
+from wire import hostchannel
 
 log = logging.getLogger(__name__)
+
+OFFLINE = CommandResult("offline", "The host's agent is not connected.")
+
+
+def _command(command: str, args: dict[str, Any] | None) -> hostchannel.Command:
+    message = hostchannel.command(secrets.token_urlsafe(16), command,
+                                  hostchannel.validate_command_args(command, args or {}))
+    hostchannel.encode(message)  # a malformed command fails here, in the producer
+    return message
+
+
+async def arequest_command(host_id: int, command: str, args: dict[str, Any] | None = None,
+                           timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+    """Send a command to the host's agent and wait up to ``timeout`` seconds for its result."""
+    message = _command(command, args)
+    if not await database_sync_to_async(HostChannel.objects.is_connected)(host_id):
+        return OFFLINE
+    return await aexchange(host_id, message, timeout)
+
+
+def request_command(host_id: int, command: str, args: dict[str, Any] | None = None,
+                    timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+    """``arequest_command`` for views and Celery tasks. The database is read here, in the caller's
+    thread and transaction; only the channel-layer exchange runs in an event loop."""
+    message = _command(command, args)
+    if not HostChannel.objects.is_connected(host_id):
+        return OFFLINE
+    return async_to_sync(aexchange)(host_id, message, timeout)
 
 
 def log_off_user_session(user_session: UserSession, *, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:

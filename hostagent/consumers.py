@@ -2,8 +2,8 @@
 
 The agent proves who it is by signing this connection's nonce with its certificate's key (see
 hostagent.certificates), then sends heartbeats and answers commands. Every frame is validated by
-hostagent.protocol; a bad one closes the channel with a reason code and a log line, never touching
-any host's records. Commands from other processes arrive as channel-layer events (hostagent.channel).
+wire.hostchannel; a bad one closes the channel with a reason code and a log line, never touching
+any host's records. Commands from other processes arrive as channel-layer events (broker.hostbus).
 
 The receive loop is kept lean for thousands of idle channels: no per-frame database-connection
 cleanup hop (Channels' default dispatch does one per message); database work happens in
@@ -22,8 +22,11 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from hostagent import certificates, health, protocol
-from hostagent.channel import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
+from broker import hostcertificates
+from broker.hostbus import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
+from hostagent import health
+from hostagent.models import HostChannel
+from wire import hostchannel
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or (None, None)
         self.peer = f"{client[0]}:{client[1]}"
         self.remote_address = client[0]
-        self.nonce: bytes | None = secrets.token_bytes(protocol.NONCE_BYTES)
+        self.nonce: bytes | None = secrets.token_bytes(hostchannel.NONCE_BYTES)
         self.host_id: int | None = None
         self.host_name = ""
         self.closing = False
@@ -75,13 +78,13 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.last_sessions: Any = None
         self.group_joined_at = 0.0
         await self.accept()
-        await self.send_message(protocol.challenge(self.nonce))
+        await self.send_message(hostchannel.challenge(self.nonce))
         self.auth_timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT, self._auth_timed_out)
 
     def _auth_timed_out(self) -> None:
         if self.host_id is None and not self.closing:
             self.auth_task = asyncio.ensure_future(
-                self.refuse(protocol.CLOSE_AUTH_TIMEOUT, "No hello within the time allowed.")
+                self.refuse(hostchannel.CLOSE_AUTH_TIMEOUT, "No hello within the time allowed.")
             )
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -93,7 +96,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             for command_id in list(self.pending):
                 await self.answer(command_id, "failed", "The host channel closed before the host answered.")
             if not self.replaced:
-                known = protocol.CLOSE_REASONS.get(code)
+                known = hostchannel.CLOSE_REASONS.get(code)
                 why = self.close_reason or (f"code {code}: {known}" if known else f"code {code}")
                 reason = (f"The agent shut down: {self.close_reason}" if self.shut_down
                           else f"The host channel closed ({why}).")
@@ -102,8 +105,8 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
                      code, self.close_reason)
         raise StopConsumer()
 
-    async def send_message(self, message: protocol.ServerMessage) -> None:
-        await self.send(text_data=protocol.encode(message))
+    async def send_message(self, message: hostchannel.ServerMessage) -> None:
+        await self.send(text_data=hostchannel.encode(message))
 
     async def refuse(self, code: int, reason: str) -> None:
         """Close the channel with a reason code; the agent also gets the reason as an error message."""
@@ -111,11 +114,11 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         self.close_reason = reason
-        level = logging.INFO if code in (protocol.CLOSE_REPLACED, protocol.CLOSE_NORMAL) else logging.WARNING
+        level = logging.INFO if code in (hostchannel.CLOSE_REPLACED, hostchannel.CLOSE_NORMAL) else logging.WARNING
         log.log(level, "host channel from %s (host %s): closing with %s: %s", self.peer, self.host_id, code, reason)
         try:
-            await self.send_message(protocol.error(code, reason))
-        except protocol.ProtocolError:
+            await self.send_message(hostchannel.error(code, reason))
+        except hostchannel.ProtocolError:
             pass
         await self.close(code=code)
 
@@ -125,14 +128,14 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         try:
-            message = protocol.decode_agent_message(text_data if text_data is not None else bytes_data)
-        except protocol.ProtocolError as exc:
+            message = hostchannel.decode_agent_message(text_data if text_data is not None else bytes_data)
+        except hostchannel.ProtocolError as exc:
             await self.refuse(exc.close_code, str(exc))
             return
         kind = message["type"]
         if self.host_id is None:
             if kind != "hello":
-                await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "The first message must be hello.")
+                await self.refuse(hostchannel.CLOSE_PROTOCOL_ERROR, "The first message must be hello.")
                 return
             await self.authenticate(message)
         elif kind == "heartbeat":
@@ -146,20 +149,20 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             self.close_reason = message["reason"]
             await database_sync_to_async(health.record_shutdown)(self.host_id, message["reason"])
         else:
-            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, f"A {kind} message is not expected now.")
+            await self.refuse(hostchannel.CLOSE_PROTOCOL_ERROR, f"A {kind} message is not expected now.")
 
-    async def authenticate(self, hello: protocol.Hello) -> None:
+    async def authenticate(self, hello: hostchannel.Hello) -> None:
         nonce, self.nonce = self.nonce, None  # one use: a second hello can never reuse it
         if nonce is None:
-            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "Only one hello per channel.")
+            await self.refuse(hostchannel.CLOSE_PROTOCOL_ERROR, "Only one hello per channel.")
             return
         try:
-            signature = protocol.decode_base64url(hello["signature"], "hello.signature")
-            host = await database_sync_to_async(certificates.authenticate_host)(
+            signature = hostchannel.decode_base64url(hello["signature"], "hello.signature")
+            host = await database_sync_to_async(hostcertificates.authenticate_host)(
                 hello["certificate"], nonce, signature
             )
-        except (protocol.ProtocolError, certificates.HostAuthenticationRefused) as exc:
-            await self.refuse(protocol.CLOSE_AUTH_FAILED, str(exc))
+        except (hostchannel.ProtocolError, hostcertificates.HostAuthenticationRefused) as exc:
+            await self.refuse(hostchannel.CLOSE_AUTH_FAILED, str(exc))
             return
         self.auth_timer.cancel()
         self.host_id, self.host_name = host.session_host_id, host.name
@@ -171,53 +174,53 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         )
         replaced: ReplacedEvent = {"type": "hostagent.replaced", "channel": self.channel_name}
         await self.channel_layer.group_send(host_group(self.host_id), replaced)
-        await self.send_message(protocol.welcome(self.host_id, self.host_name, health.heartbeat_interval()))
+        await self.send_message(hostchannel.welcome(self.host_id, self.host_name, health.heartbeat_interval()))
         log.info("host %s (%s) connected from %s, agent %s", self.host_id, self.host_name, self.peer,
                  hello["agent_version"])
 
-    async def on_heartbeat(self, heartbeat: protocol.Heartbeat) -> None:
+    async def on_heartbeat(self, heartbeat: hostchannel.Heartbeat) -> None:
         # Sessions are written only when the report changed: most heartbeats are one UPDATE.
         sync_sessions = heartbeat["sessions"] != self.last_sessions
         status = await database_sync_to_async(health.record_heartbeat)(
             self.host_id, heartbeat, sync_sessions=sync_sessions
         )
         if status is None:
-            await self.refuse(protocol.CLOSE_CREDENTIALS_SUPERSEDED, "This session host no longer exists.")
+            await self.refuse(hostchannel.CLOSE_CREDENTIALS_SUPERSEDED, "This session host no longer exists.")
             return
         self.last_sessions = heartbeat["sessions"]
-        await self.send_message(protocol.heartbeat_ack(heartbeat["seq"]))
+        await self.send_message(hostchannel.heartbeat_ack(heartbeat["seq"]))
         if time.monotonic() - self.group_joined_at > GROUP_REFRESH_SECONDS:
             await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
             self.group_joined_at = time.monotonic()
 
-    async def on_result(self, result: protocol.Result) -> None:
+    async def on_result(self, result: hostchannel.Result) -> None:
         pending = self.pending.get(result["id"])
         if pending is None:
             # A fire-and-forget command, or one whose requester gave up long ago.
             log.debug("host %s: result for command %s nobody waits for", self.host_id, result["id"])
             return
         if pending.new_certificate_id is not None:
-            finish = certificates.complete_renewal if result["status"] == "ok" else certificates.abandon_renewal
+            finish = hostcertificates.complete_renewal if result["status"] == "ok" else hostcertificates.abandon_renewal
             await database_sync_to_async(finish)(self.host_id, pending.new_certificate_id,
                                                  pending.previous_certificate_id)
         await self.answer(result["id"], result["status"], result["message"], result["data"])
 
-    async def on_certificate_request(self, request: protocol.CertificateRequest) -> None:
+    async def on_certificate_request(self, request: hostchannel.CertificateRequest) -> None:
         pending = self.pending.get(request["id"])
         if pending is None or pending.command != "renew-certificate" or pending.new_certificate_id is not None:
-            await self.refuse(protocol.CLOSE_PROTOCOL_ERROR, "A CSR must answer a pending renew-certificate command.")
+            await self.refuse(hostchannel.CLOSE_PROTOCOL_ERROR, "A CSR must answer a pending renew-certificate command.")
             return
         try:
             cert_pem, ca_pem, new_id, previous_id = await database_sync_to_async(
-                certificates.issue_renewed_certificate
+                hostcertificates.issue_renewed_certificate
             )(self.host_id, request["csr"])
-        except certificates.RenewalRefused as exc:
+        except hostcertificates.RenewalRefused as exc:
             log.warning("host %s: renewal refused: %s", self.host_id, exc)
-            await self.send_message(protocol.certificate_refused(request["id"], str(exc)))
+            await self.send_message(hostchannel.certificate_refused(request["id"], str(exc)))
             await self.answer(request["id"], "failed", f"The CSR was refused: {exc}")
             return
         pending.new_certificate_id, pending.previous_certificate_id = new_id, previous_id
-        await self.send_message(protocol.issued_certificate(request["id"], cert_pem, ca_pem))
+        await self.send_message(hostchannel.issued_certificate(request["id"], cert_pem, ca_pem))
 
     async def answer(self, command_id: str, status: str, message: str = "", data: dict | None = None) -> None:
         """Send a command's result to whoever waits for it, once."""
@@ -227,7 +230,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         event: ResultEvent = {"type": "hostagent.result", "status": status, "message": message, "data": data or {}}
         await self.channel_layer.send(pending.reply_to, event)
 
-    # --- Events from other processes (hostagent.channel) ------------------------------------------
+    # --- Events from other processes (broker.hostbus) ---------------------------------------------
 
     async def hostagent_send(self, event: SendEvent) -> None:
         if not self.closing:
@@ -256,9 +259,9 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             return
         # Two channels that authenticated at the same moment both get the other's event: the one
         # the database names as the holder stays.
-        if await database_sync_to_async(health.live_channel)(self.host_id) != self.channel_name:
+        if await database_sync_to_async(HostChannel.objects.holder)(self.host_id) != self.channel_name:
             self.replaced = True
-            await self.refuse(protocol.CLOSE_REPLACED, "A newer channel for this host replaced this one.")
+            await self.refuse(hostchannel.CLOSE_REPLACED, "A newer channel for this host replaced this one.")
 
     async def hostagent_close(self, event: CloseEvent) -> None:
         await self.refuse(event["code"], event["reason"])

@@ -13,7 +13,8 @@ database_sync_to_async, the Celery beat task directly.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -25,8 +26,8 @@ from django.utils import timezone
 
 from broker.choices import SessionHostStatus
 from broker.models import SessionHost, UserSession
-from hostagent.models import HostChannel
-from hostagent.protocol import HealthCheck, Heartbeat, SessionReport
+from hostagent.models import HostChannel, missed_heartbeat_threshold
+from wire.hostchannel import HealthCheck, Heartbeat, SessionReport
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ ONLINE_STATUSES = (SessionHostStatus.AVAILABLE, SessionHostStatus.NEEDS_ASSISTAN
 
 def heartbeat_interval() -> int:
     return settings.HEARTBEAT_INTERVAL
-
-
-def missed_heartbeat_threshold() -> timedelta:
-    """How long without a heartbeat before a host counts as gone."""
-    return timedelta(seconds=settings.HEARTBEAT_INTERVAL * settings.MISSED_HEARTBEATS)
 
 
 def evaluate_checks(checks: list[HealthCheck]) -> tuple[str, str]:
@@ -139,19 +135,6 @@ def channel_opened(host_id: int, channel_name: str, *, certificate_id: int | Non
                       "remote_address": remote_address, "agent_version": agent_version,
                       "connected_at": timezone.now()},
         )
-
-
-def live_channel(host_id: int) -> str | None:
-    """The channel-layer name of the consumer holding the host's channel, if any."""
-    return HostChannel.objects.filter(session_host_id=host_id).values_list("channel_name", flat=True).first()
-
-
-def host_is_connected(host_id: int) -> bool:
-    """True when a consumer holds the host's channel and the agent has been heard from lately."""
-    since = timezone.now() - missed_heartbeat_threshold()
-    return HostChannel.objects.filter(session_host_id=host_id).filter(
-        Q(connected_at__gte=since) | Q(session_host__last_heartbeat_at__gte=since)
-    ).exists()
 
 
 def channel_closed(host_id: int, channel_name: str, reason: str) -> bool:

@@ -1,8 +1,33 @@
 """Which consumer holds each session host's channel right now."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+
+def missed_heartbeat_threshold() -> timedelta:
+    """How long without a heartbeat before a host counts as gone."""
+    return timedelta(seconds=settings.HEARTBEAT_INTERVAL * settings.MISSED_HEARTBEATS)
+
+
+class HostChannelQuerySet(models.QuerySet):
+    def connected(self) -> HostChannelQuerySet:
+        """Channels a consumer holds whose agent has been heard from lately (it connected, or sent a
+        heartbeat, within the missed-heartbeat threshold)."""
+        since = timezone.now() - missed_heartbeat_threshold()
+        return self.filter(Q(connected_at__gte=since) | Q(session_host__last_heartbeat_at__gte=since))
+
+    def is_connected(self, host_id: int) -> bool:
+        """True when the host's agent can be reached over its channel right now."""
+        return self.connected().filter(session_host_id=host_id).exists()
+
+    def holder(self, host_id: int) -> str | None:
+        """The channel-layer name of the consumer holding the host's channel, if any."""
+        return self.filter(session_host_id=host_id).values_list("channel_name", flat=True).first()
 
 
 class HostChannel(models.Model):
@@ -20,6 +45,8 @@ class HostChannel(models.Model):
     remote_address = models.GenericIPAddressField(null=True, blank=True)
     agent_version = models.CharField(max_length=50, blank=True)
     connected_at = models.DateTimeField(default=timezone.now)
+
+    objects = HostChannelQuerySet.as_manager()
 
     class Meta:
         ordering = ["-connected_at"]

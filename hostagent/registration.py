@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from broker.hostbus import close_host_channel
 from broker.models import SessionHost
-from hostagent import protocol
-from hostagent.channel import close_host_channel
-from wvdportal import ca
-from wvdportal.choices import CertificatePurpose
+from core import ca
+from core.choices import CertificatePurpose
+from wire import hostchannel
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def register_session_host(host_pool_id: int, name: str, csr_pem: str) -> Registe
     if previous is not None:
         # The old installation's channel used the certificate just revoked.
         transaction.on_commit(lambda: close_host_channel(
-            host.pk, protocol.CLOSE_CREDENTIALS_SUPERSEDED, "The host was registered again."
+            host.pk, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED, "The host was registered again."
         ))
     log.info("session host %s %s in pool %s with certificate %s", name,
              "re-registered" if previous is not None else "registered", host_pool_id, certificate.serial_number)

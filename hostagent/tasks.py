@@ -10,10 +10,10 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from broker.models import SessionHost
+from core import ca
+from core.choices import CertificatePurpose
 from hostagent import health, registration
-from hostagent.channel import request_command
-from wvdportal import ca
-from wvdportal.choices import CertificatePurpose
+from hostagent.commands import request_command
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Host agent HTTP endpoints, mounted at /api/v1/hostagent/."""
+"""Host agent HTTP endpoints, under /api/v1/hostagent/ (the root mounts them at "")."""
 from __future__ import annotations
 
 from django.urls import path
@@ -8,10 +8,10 @@ from hostagent.views import RegisterView, RenewCertificateView, UserSessionComma
 app_name = "hostagent"
 
 urlpatterns = [
-    path("register/", RegisterView.as_view(), name="register"),
-    path("user-sessions/<int:pk>/logoff/", UserSessionCommandView.as_view(command="logoff"), name="logoff"),
-    path("user-sessions/<int:pk>/disconnect/", UserSessionCommandView.as_view(command="disconnect"),
+    path("api/v1/hostagent/register/", RegisterView.as_view(), name="register"),
+    path("api/v1/hostagent/user-sessions/<int:pk>/logoff/", UserSessionCommandView.as_view(command="logoff"), name="logoff"),
+    path("api/v1/hostagent/user-sessions/<int:pk>/disconnect/", UserSessionCommandView.as_view(command="disconnect"),
          name="disconnect"),
-    path("user-sessions/<int:pk>/message/", UserSessionMessageView.as_view(), name="message"),
-    path("session-hosts/<int:pk>/renew-certificate/", RenewCertificateView.as_view(), name="renew-certificate"),
+    path("api/v1/hostagent/user-sessions/<int:pk>/message/", UserSessionMessageView.as_view(), name="message"),
+    path("api/v1/hostagent/session-hosts/<int:pk>/renew-certificate/", RenewCertificateView.as_view(), name="renew-certificate"),
 ]

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-
 from dataclasses import asdict
 
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -22,15 +21,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker.hostbus import CommandResult
 from broker.models import HostPool, SessionHost, UserSession
+from core import ca
+from core.hashing import hash_secret
+from core.models import Certificate
+from core.permissions import IsStaffOrModelPermission
 from hostagent import commands, ratelimit, tasks
-from hostagent.channel import CommandResult
 from hostagent.health import heartbeat_interval
 from hostagent.registration import HOST_NAME, MAX_HOST_NAME
-from wvdportal import ca
-from wvdportal.hashing import hash_secret
-from wvdportal.models import Certificate
-from wvdportal.permissions import IsStaffOrModelPermission
 
 log = logging.getLogger(__name__)
 

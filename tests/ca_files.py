@@ -1,4 +1,4 @@
-"""A throwaway root CA on disk for tests to adopt (wvdportal.ca.init_ca(cert_path=…, key_path=…))."""
+"""A throwaway root CA on disk for tests to adopt (core.ca.init_ca(cert_path=…, key_path=…))."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -5,8 +5,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from broker.models import HostPool
+from core.models import ApiToken
 from feed.models import ApplicationGroup, Assignment, Workspace
-from wvdportal.models import ApiToken
 
 PASSWORD = "correct-horse-battery-staple"
 

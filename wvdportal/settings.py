@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from uuid import UUID
 
-from wvdportal.environment import (
+from django.core.exceptions import ImproperlyConfigured
+
+from core.environment import (
     env_bool,
     env_data_dir,
     env_database,
@@ -39,12 +40,12 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "wvdportal",
+    "core",
     "broker",
     "feed",
     "hostagent",
     "gateway",
-    "wvdportal.portal",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -102,8 +103,6 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-LOGIN_URL = "/admin/login/"
-
 # --- Redis: channel layer and Celery broker, or the embedded default without it -------------
 REDIS_URL = env_redis_url("WVD_REDIS_URL")
 # Keeps deployments (or test planes) that share one Redis apart: channel groups, cache keys, task queue.
@@ -144,10 +143,10 @@ CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_NAMESPACE}.tasks"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous request gets 401 with a WWW-Authenticate challenge.
-        "wvdportal.authentication.ApiTokenAuthentication",
+        "core.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["wvdportal.permissions.IsStaffOrModelPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.IsStaffOrModelPermission"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
@@ -155,14 +154,14 @@ REST_FRAMEWORK = {
     ],
     # A JSON parser that answers 400 (not 500) to pathologically nested input, for every API view.
     "DEFAULT_PARSER_CLASSES": [
-        "wvdportal.api.parsers.JSONParser",
+        "core.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "wvdportal.api.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "wvdportal.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -190,20 +189,9 @@ GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
 GATEWAY_KEY_FILE = env_str("WVD_GATEWAY_KEY_FILE")
 # Where session hosts' agents dial this very instance's RD Gateway listener (the agent link shares it
-# with RDP clients); unset: https://<public host>:<public port>.
+# with RDP clients); unset: https://<public host>:<public port>. The gateway app's system check
+# refuses a value the agent could not use (gateway/checks.py).
 GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL")
-if GATEWAY_RELAY_URL:
-    from django.core.exceptions import ImproperlyConfigured
-
-    from hostagent import relaylink
-
-    try:  # the URL an agent will get, checked as the agent will split it
-        _relay_tls = relaylink.split_url(GATEWAY_RELAY_URL.rstrip("/") + relaylink.relay_path(str(UUID(int=0))))[0]
-    except relaylink.LinkError:
-        _relay_tls = False
-    if not _relay_tls:
-        raise ImproperlyConfigured("WVD_GATEWAY_RELAY_URL must be an https://host[:port] URL (the gateway "
-                                   "listener serves TLS)")
 # Unset: `serve` names the instance after the address its RD Gateway listens on.
 GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME")
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).
@@ -216,8 +204,6 @@ CONNECTION_RESERVATION_TIMEOUT = timedelta(
     seconds=env_int("WVD_CONNECTION_RESERVATION_SECONDS", 30, minimum=5, maximum=600)
 )
 if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
     )
@@ -231,7 +217,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# --- Certificate authority and tickets (wvdportal/ca.py, wvdportal/tickets.py) ---------------------
+# --- Certificate authority and tickets (core/ca.py, core/tickets.py) ---------------------------------
 # Lifetimes in days; a leaf never outlives the root. Renewal starts CERTIFICATE_RENEWAL_WINDOW before
 # expiry, so every lifetime must be longer than the window or certificates would renew in a loop.
 CA_VALIDITY = timedelta(days=env_int("WVD_CA_DAYS", 3650, minimum=365, maximum=36500))
@@ -243,8 +229,6 @@ CERTIFICATE_LIFETIMES = {
 }
 CERTIFICATE_RENEWAL_WINDOW = timedelta(days=env_int("WVD_CERT_RENEWAL_DAYS", 30, minimum=1, maximum=3649))
 if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         f"WVD_CERT_RENEWAL_DAYS={CERTIFICATE_RENEWAL_WINDOW.days} must be shorter than every certificate "
         f"lifetime (the shortest is {min(CERTIFICATE_LIFETIMES.values()).days} days)"
@@ -258,45 +242,14 @@ GATEWAY_TLS_NAMES = env_list(
 CONNECTION_TICKET_LIFETIME = timedelta(
     minutes=env_int("WVD_CONNECTION_TICKET_MINUTES", 8 * 60, minimum=1, maximum=7 * 24 * 60)
 )
-CELERY_BEAT_SCHEDULE = {
-    "renew-expiring-certificates": {
-        "task": "wvdportal.tasks.renew_expiring_certificates",
-        "schedule": timedelta(hours=1),
-    },
-    "purge-expired-ticket-revocations": {
-        "task": "wvdportal.tasks.purge_expired_ticket_revocations",
-        "schedule": timedelta(hours=1),
-    },
-}
 
-# --- Host agent channel (hostagent/; owned by the host-agent work) ------------------------------------
+# --- Host agent channel (hostagent/) ----------------------------------------------------------------
 # Agents send a heartbeat every HEARTBEAT_INTERVAL seconds; a host that misses MISSED_HEARTBEATS in a
 # row is marked Unavailable by hostagent.tasks.mark_missed_heartbeats, which runs once per interval.
 HEARTBEAT_INTERVAL = env_int("WVD_HEARTBEAT_INTERVAL", 30, minimum=1, maximum=3600)
 MISSED_HEARTBEATS = env_int("WVD_MISSED_HEARTBEATS", 3, minimum=1, maximum=100)
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "hostagent-mark-missed-heartbeats": {
-        "task": "hostagent.tasks.mark_missed_heartbeats",
-        "schedule": timedelta(seconds=HEARTBEAT_INTERVAL),
-    },
-    "hostagent-renew-host-certificates": {
-        "task": "hostagent.tasks.renew_host_certificates",
-        "schedule": timedelta(hours=1),
-    },
-}
-# --- end of the host agent channel block -----------------------------------------------------------
 
-# --- Broker --------------------------------------------------------------------------------------------
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "broker-expire-stale-reservations": {
-        "task": "broker.tasks.expire_stale_reservations",
-        "schedule": timedelta(seconds=10),
-    },
-}
-
-# --- The feed and client sign-in (feed/, wvdportal/signin.py; owned by the feed work) ---------------
+# --- The feed and client sign-in (feed/, core/signin.py) ---------------------------------------------
 # The user's own login page (templates/registration/login.html); the admin keeps /admin/login/.
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -312,4 +265,27 @@ FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "R
 SIGNIN_FAILURE_WINDOW = env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600)
 SIGNIN_MAX_FAILURES_PER_USER = env_int("WVD_SIGNIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=10_000)
 SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=100_000)
-# --- end of the feed block ----------------------------------------------------------------------------
+
+# --- Periodic work: Celery beat, or `serve`'s in-process timers without Redis -------------------------
+CELERY_BEAT_SCHEDULE = {
+    "renew-expiring-certificates": {
+        "task": "core.tasks.renew_expiring_certificates",
+        "schedule": timedelta(hours=1),
+    },
+    "purge-expired-ticket-revocations": {
+        "task": "core.tasks.purge_expired_ticket_revocations",
+        "schedule": timedelta(hours=1),
+    },
+    "hostagent-mark-missed-heartbeats": {
+        "task": "hostagent.tasks.mark_missed_heartbeats",
+        "schedule": timedelta(seconds=HEARTBEAT_INTERVAL),
+    },
+    "hostagent-renew-host-certificates": {
+        "task": "hostagent.tasks.renew_host_certificates",
+        "schedule": timedelta(hours=1),
+    },
+    "broker-expire-stale-reservations": {
+        "task": "broker.tasks.expire_stale_reservations",
+        "schedule": timedelta(seconds=10),
+    },
+}

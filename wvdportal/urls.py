@@ -1,17 +1,51 @@
-"""URL root: the composition point that mounts every app."""
+"""URL root: the composition point that mounts every app.
+
+Each app's ``urls.py`` holds its own full paths (the feed, for example, serves both ``/`` and
+``/api/v1/feed/``), so the root mounts them all at ``""``. The REST API's resources share one router,
+so the API root at ``/api/v1/`` lists every app's endpoints.
+"""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from broker.api.views import (
+    ConnectionViewSet,
+    GatewayInstanceViewSet,
+    HostPoolViewSet,
+    SessionHostViewSet,
+    UserSessionViewSet,
+)
+from core.api.views import ApiTokenViewSet, CertificateViewSet
+from feed.api.views import (
+    ApplicationGroupViewSet,
+    AssignmentViewSet,
+    DesktopViewSet,
+    RemoteAppViewSet,
+    WorkspaceViewSet,
+)
+
+router = DefaultRouter()
+router.register("workspaces", WorkspaceViewSet)
+router.register("hostpools", HostPoolViewSet)
+router.register("applicationgroups", ApplicationGroupViewSet)
+router.register("assignments", AssignmentViewSet)
+router.register("desktops", DesktopViewSet)
+router.register("remoteapps", RemoteAppViewSet)
+router.register("sessionhosts", SessionHostViewSet)
+router.register("usersessions", UserSessionViewSet)
+router.register("connections", ConnectionViewSet)
+router.register("gatewayinstances", GatewayInstanceViewSet)
+router.register("certificates", CertificateViewSet)
+router.register("tokens", ApiTokenViewSet, basename="apitoken")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/hostagent/", include("hostagent.urls")),
-    path("api/v1/auth/", include("wvdportal.signin_urls")),
-    path("api/v1/feed/", include("feed.feed_api_urls")),
-    path("api/v1/", include("wvdportal.api.urls")),
+    path("", include("core.urls")),
+    path("", include("feed.urls")),
+    path("", include("hostagent.urls")),
+    path("", include("portal.urls")),
+    path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", include("wvdportal.ca_urls")),
-    path("", include("feed.urls")),
-    path("portal/", include("wvdportal.portal.urls")),
 ]

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
-from wvdportal.api.serializers import ModelCleanSerializer, StrictBooleanField
+from core.api.serializers import ModelCleanSerializer, StrictBooleanField
 
 REGISTRATION_TOKEN_MAX_HOURS = 24 * 30
 

@@ -27,8 +27,8 @@ from broker.filtersets import (
     UserSessionFilterSet,
 )
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
-from wvdportal.api.parsers import JSONParser
-from wvdportal.api.viewsets import ManagementViewSet, ReadOnlyViewSet
+from core.api.parsers import JSONParser
+from core.api.viewsets import ManagementViewSet, ReadOnlyViewSet
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from wvdportal.dbrules import DatabaseRule
+from core.dbrules import DatabaseRule
 
 POOL_TYPE = "(SELECT pool_type FROM broker_hostpool WHERE id = NEW.host_pool_id)"
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from wvdportal.dbrules import DatabaseRule
+from core.dbrules import DatabaseRule
 
 
 class Migration(migrations.Migration):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.api.serializers import ModelCleanSerializer
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from wvdportal.api.serializers import ModelCleanSerializer
 
 
 class WorkspaceSerializer(ModelCleanSerializer):

@@ -1,6 +1,7 @@
 """API endpoints for workspaces, application groups, assignments, desktops and RemoteApps."""
 from __future__ import annotations
 
+from core.api.viewsets import ListRetrieveUpdateViewSet, ManagementViewSet
 from feed.api.serializers import (
     ApplicationGroupSerializer,
     AssignmentSerializer,
@@ -16,7 +17,6 @@ from feed.filtersets import (
     WorkspaceFilterSet,
 )
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from wvdportal.api.viewsets import ListRetrieveUpdateViewSet, ManagementViewSet
 
 
 class WorkspaceViewSet(ManagementViewSet):

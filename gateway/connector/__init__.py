@@ -4,5 +4,5 @@
 listens on a local port and tunnels every connection made to it through the gateway's raw WebSocket
 transport (gateway/transports/wst.py); ``--launch`` also starts the local client pointed at that port.
 See README.md beside this file. Runs outside the server: the standard library, ``websockets`` and
-broker/errors.py's pure table of error messages only; no Django.
+wire/errors.py's pure table of error messages only; no Django.
 """

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: anyone who can reach this address connects with your ticket", listen[0])
     if file.ticket_info is not None:
         info = file.ticket_info
-        log.info("ticket for %s (%s), valid until %s UTC", info.username or "?", info.pool or info.resource or "?",
+        log.info("ticket for %s (%s), valid until %s UTC", info.username or "?", info.host_pool_name or info.resource or "?",
                  f"{info.expires_at:%Y-%m-%d %H:%M:%S}")
     try:
         return asyncio.run(serve(file, context, listen, launch))

@@ -4,7 +4,7 @@ file's ticket as a Bearer token.
 
 Bytes are relayed as they come, one binary frame per local read; backpressure is TCP's on one side and
 the WebSocket library's on the other. A refusal is explained in words: the HTTP body for a refused
-ticket, and for a refused setup the close reason's error code with the message from broker/errors.py
+ticket, and for a refused setup the close reason's error code with the message from wire/errors.py
 (pure Python, shared with the server). No Django.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from broker.errors import ERRORS
 from gateway.connector.rdpfile import ConnectionFile
+from wire.errors import ERRORS
 
 log = logging.getLogger("wvd-connector")
 

@@ -3,7 +3,7 @@
 Served by the gateway's own listener, beside the client transports, so the whole byte path of a session is
 this process's asyncio code: no web server framing, ASGI queue or per-frame task in between (DESIGN.md,
 "The gateway"; bench/RESULTS.md has the figures that moved it here from a daphne consumer). The protocol
-is hostagent/relaylink.py: an HTTP upgrade, a challenge the agent signs with its key, its host ticket,
+is wire/relaylink.py: an HTTP upgrade, a challenge the agent signs with its key, its host ticket,
 then raw bytes. The database is touched only to authenticate the agent and to record its arrival; the
 per-read path is one ``read``, one ``relay.deliver`` and a counter. Flow control is TCP's: the relay's
 ``send`` waits in ``drain()`` while the agent reads slowly, and this side stops reading the agent while
@@ -16,14 +16,14 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from broker.hostcertificates import HostAuthenticationRefused, authenticate_host
+from core.tickets import TicketRefused, verify_host_ticket
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError, RequestHead
 from gateway.relay import Relay, RelayError, Side, pump
 from gateway.transports.setup import in_thread
 from gateway.transports.stream import ClientStream
-from hostagent import relaylink
-from hostagent.certificates import HostAuthenticationRefused, authenticate_host
-from wvdportal.tickets import TicketRefused, verify_host_ticket
+from wire import relaylink
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer

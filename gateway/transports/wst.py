@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING
 
 from websockets.datastructures import MultipleValuesError
 
-from broker.errors import ErrorCode, describe
 from broker.models import Connection
 from gateway import httpupgrade, records
 from gateway.relay import Side
 from gateway.transports.setup import ClientSetup
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
+from wire.errors import ErrorCode, describe
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer

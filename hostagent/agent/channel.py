@@ -21,12 +21,12 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from hostagent import proof, protocol
 from hostagent.agent import AGENT_VERSION
 from hostagent.agent import state as agent_state
 from hostagent.agent.commands import CertificateExchangeFailed, CommandContext, CommandRegistry, default_registry
 from hostagent.agent.health import HealthSettings, run_checks
 from hostagent.agent.sessions import SessionProvider, detect_provider
+from wire import hostchannel, proof
 
 log = logging.getLogger("wvd-agent")
 
@@ -148,7 +148,7 @@ class HostAgent:
                 self._state(f"refused by the server: {exc}", logging.WARNING)
                 backoff.attempt = max(backoff.attempt, 30)  # retrying soon cannot help
             except (ChannelEnded, OSError, asyncio.TimeoutError, websockets.WebSocketException,
-                    protocol.ProtocolError, agent_state.StateError) as exc:
+                    hostchannel.ProtocolError, agent_state.StateError) as exc:
                 self._state(f"channel down: {_describe(exc)}", logging.WARNING)
             except Exception:  # noqa: BLE001 - a daemon on a host: log the bug, keep the host reachable
                 log.exception("unexpected error on the host channel; reconnecting")
@@ -175,7 +175,7 @@ class HostAgent:
             # While the server stays unreachable for the same reason, retries log nothing new.
             self._state(f"connecting to {url}")
         async with websockets.connect(
-            url, ssl=ssl_context, max_size=protocol.MAX_FRAME_BYTES, open_timeout=HANDSHAKE_TIMEOUT,
+            url, ssl=ssl_context, max_size=hostchannel.MAX_FRAME_BYTES, open_timeout=HANDSHAKE_TIMEOUT,
             ping_interval=20, ping_timeout=20, close_timeout=5, compression=None,
             user_agent_header=f"wvd-agent/{AGENT_VERSION}",
         ) as ws:
@@ -204,12 +204,12 @@ class HostAgent:
             for task in done:
                 task.result()  # raises why the channel ended
 
-    async def _authenticate(self, ws: ClientConnection, state: agent_state.AgentState) -> protocol.Welcome:
+    async def _authenticate(self, ws: ClientConnection, state: agent_state.AgentState) -> hostchannel.Welcome:
         challenge = await self._expect(ws, "challenge")
         key, certificate, certificate_pem = state.load_credentials()
-        nonce = protocol.decode_base64url(challenge["nonce"])
+        nonce = hostchannel.decode_base64url(challenge["nonce"])
         signature = proof.sign_challenge(key, nonce, certificate)
-        await ws.send(protocol.encode(protocol.hello(certificate_pem, signature, AGENT_VERSION)))
+        await ws.send(hostchannel.encode(hostchannel.hello(certificate_pem, signature, AGENT_VERSION)))
         return await self._expect(ws, "welcome")
 
     async def _expect(self, ws: ClientConnection, kind: str) -> Any:
@@ -217,18 +217,18 @@ class HostAgent:
             frame = await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT)
         except websockets.ConnectionClosed as exc:
             raise _closed(exc.rcvd.code if exc.rcvd else None, "") from None
-        message = protocol.decode_server_message(frame)
+        message = hostchannel.decode_server_message(frame)
         if message["type"] == "error":
-            refused = message["code"] in (protocol.CLOSE_AUTH_FAILED, protocol.CLOSE_CREDENTIALS_SUPERSEDED)
+            refused = message["code"] in (hostchannel.CLOSE_AUTH_FAILED, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED)
             raise (ServerRefused if refused else ChannelEnded)(f"{message['message']} (code {message['code']})")
         if message["type"] != kind:
-            raise protocol.ProtocolError(f"expected {kind}, the server sent {message['type']}")
+            raise hostchannel.ProtocolError(f"expected {kind}, the server sent {message['type']}")
         return message
 
     async def _say_goodbye(self, ws: ClientConnection) -> None:
         try:
-            await ws.send(protocol.encode(protocol.shutdown(f"agent stopped ({self._stop_reason})")))
-            await ws.close(protocol.CLOSE_GOING_AWAY, "agent stopping")
+            await ws.send(hostchannel.encode(hostchannel.shutdown(f"agent stopped ({self._stop_reason})")))
+            await ws.close(hostchannel.CLOSE_GOING_AWAY, "agent stopping")
         except (websockets.WebSocketException, OSError):
             pass
 
@@ -239,7 +239,7 @@ class HostAgent:
         while True:
             checks, sessions = await asyncio.gather(run_checks(self.health), self._session_report())
             self._log_health(checks)
-            await connection.ws.send(protocol.encode(protocol.heartbeat(seq, AGENT_VERSION, checks, sessions)))
+            await connection.ws.send(hostchannel.encode(hostchannel.heartbeat(seq, AGENT_VERSION, checks, sessions)))
             seq += 1
             await asyncio.sleep(interval)
             if time.monotonic() - connection.last_ack > interval * MISSED_ACKS + HANDSHAKE_TIMEOUT:
@@ -253,9 +253,9 @@ class HostAgent:
             sessions = None
         if sessions is None:
             return "unsupported"
-        return [session.report() for session in sessions[: protocol.MAX_SESSIONS]]
+        return [session.report() for session in sessions[: hostchannel.MAX_SESSIONS]]
 
-    def _log_health(self, checks: list[protocol.HealthCheck]) -> None:
+    def _log_health(self, checks: list[hostchannel.HealthCheck]) -> None:
         failing = {check["name"] for check in checks if not check["ok"]}
         if failing == self._failing_checks:
             return
@@ -271,8 +271,8 @@ class HostAgent:
         try:
             async for frame in ws:
                 try:
-                    message = protocol.decode_server_message(frame)
-                except protocol.ProtocolError as exc:
+                    message = hostchannel.decode_server_message(frame)
+                except hostchannel.ProtocolError as exc:
                     await ws.close(exc.close_code, str(exc)[:120])
                     raise ChannelEnded(f"the server sent a bad message: {exc}") from None
                 await self._handle(connection, state, message)
@@ -281,14 +281,14 @@ class HostAgent:
         raise _closed(ws.close_code, connection.server_error)
 
     async def _handle(self, connection: _Connection, state: agent_state.AgentState,
-                      message: protocol.ServerMessage) -> None:
+                      message: hostchannel.ServerMessage) -> None:
         kind = message["type"]
         if kind == "heartbeat_ack":
             connection.last_ack = time.monotonic()
         elif kind == "command":
             if len(connection.commands) >= MAX_CONCURRENT_COMMANDS:
-                busy = protocol.result(message["id"], "failed", "The agent is busy with other commands.")
-                await connection.ws.send(protocol.encode(busy))
+                busy = hostchannel.result(message["id"], "failed", "The agent is busy with other commands.")
+                await connection.ws.send(hostchannel.encode(busy))
                 return
             task = asyncio.ensure_future(self._run_command(connection, state, message))
             connection.commands.add(task)
@@ -304,15 +304,15 @@ class HostAgent:
         elif kind == "error":
             connection.server_error = f"{message['message']} (code {message['code']})"
         else:
-            raise protocol.ProtocolError(f"the server sent an unexpected {kind}")
+            raise hostchannel.ProtocolError(f"the server sent an unexpected {kind}")
 
     async def _run_command(self, connection: _Connection, state: agent_state.AgentState,
-                           command: protocol.Command) -> None:
+                           command: hostchannel.Command) -> None:
         async def exchange_csr(command_id: str, csr_pem: str, timeout: float) -> tuple[str, str]:
             waiter = asyncio.get_running_loop().create_future()
             connection.csr_waiters[command_id] = waiter
             try:
-                await connection.ws.send(protocol.encode(protocol.certificate_request(command_id, csr_pem)))
+                await connection.ws.send(hostchannel.encode(hostchannel.certificate_request(command_id, csr_pem)))
                 return await asyncio.wait_for(waiter, timeout)
             except asyncio.TimeoutError:
                 raise CertificateExchangeFailed(f"No certificate arrived within {timeout:g} s.") from None
@@ -329,15 +329,15 @@ class HostAgent:
         result = await self.registry.run(context, command)
         log.info("command %s (%s): %s %s", command["command"], command["id"], result["status"], result["message"])
         try:
-            await connection.ws.send(protocol.encode(result))
+            await connection.ws.send(hostchannel.encode(result))
         except websockets.ConnectionClosed:
             log.warning("command %s (%s): the channel closed before the result was sent", command["command"],
                         command["id"])
 
 
 def _closed(code: int | None, server_error: str) -> ChannelEnded:
-    reason = server_error or protocol.CLOSE_REASONS.get(code or 0, "the connection was lost")
-    refused = code in (protocol.CLOSE_AUTH_FAILED, protocol.CLOSE_CREDENTIALS_SUPERSEDED)
+    reason = server_error or hostchannel.CLOSE_REASONS.get(code or 0, "the connection was lost")
+    refused = code in (hostchannel.CLOSE_AUTH_FAILED, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED)
     return (ServerRefused if refused else ChannelEnded)(f"closed by the server: {reason} (code {code})")
 
 

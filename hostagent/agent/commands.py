@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hostagent import protocol
 from hostagent.agent import AGENT_VERSION
 from hostagent.agent import state as agent_state
 from hostagent.agent.sessions import Outcome, SessionProvider
+from wire import hostchannel
 
 log = logging.getLogger("wvd-agent")
 
@@ -48,32 +48,32 @@ class CommandRegistry:
         self._handlers: dict[str, Handler] = {}
 
     def register(self, name: str, handler: Handler) -> None:
-        if not protocol.COMMAND_NAME.match(name):
+        if not hostchannel.COMMAND_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid command name")
         self._handlers[name] = handler
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
-    async def run(self, context: CommandContext, command: protocol.Command) -> protocol.Result:
+    async def run(self, context: CommandContext, command: hostchannel.Command) -> hostchannel.Result:
         """Run a command and return its result; never raises."""
         name, command_id = command["command"], command["id"]
         handler = self._handlers.get(name)
         if handler is None:
-            return protocol.result(command_id, "unsupported",
+            return hostchannel.result(command_id, "unsupported",
                                    f"This agent (version {AGENT_VERSION}) does not implement the command {name!r}.")
         try:
-            args = protocol.validate_command_args(name, command["args"])
-        except protocol.ProtocolError as exc:
-            return protocol.result(command_id, "failed", f"Bad arguments: {exc}")
+            args = hostchannel.validate_command_args(name, command["args"])
+        except hostchannel.ProtocolError as exc:
+            return hostchannel.result(command_id, "failed", f"Bad arguments: {exc}")
         try:
             outcome = await handler(context, command_id, args)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing handler is reported to the server, not fatal
             log.exception("command %s failed", name)
-            return protocol.result(command_id, "failed", f"{type(exc).__name__}: {exc}")
-        return protocol.result(command_id, outcome.status, outcome.message, outcome.data)
+            return hostchannel.result(command_id, "failed", f"{type(exc).__name__}: {exc}")
+        return hostchannel.result(command_id, outcome.status, outcome.message, outcome.data)
 
 
 async def logoff(context: CommandContext, command_id: str, args: dict[str, Any]) -> Outcome:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostagent.agent import AGENT_VERSION
-from hostagent.protocol import HealthCheck
+from wire.hostchannel import HealthCheck
 
 RDP_CONNECT_TIMEOUT = 3.0
 

@@ -1,7 +1,7 @@
 """The agent's half of a reverse connection: dial the gateway instance that holds the client, prove who
 we are, and bridge that link to the local RDP listener (steps 8 and 10 of the sequence).
 
-No Django: asyncio streams and the pure agent-link protocol (hostagent/relaylink.py). After the
+No Django: asyncio streams and the pure agent-link protocol (wire/relaylink.py). After the
 handshake the link carries raw bytes; each direction reads only when the previous write drained, so a
 slow client or a slow RDP listener slows the other side down instead of filling memory.
 """
@@ -12,9 +12,9 @@ import logging
 import socket
 import ssl
 
-from hostagent import proof, relaylink
 from hostagent.agent.sessions import Outcome
 from hostagent.agent.state import AgentState
+from wire import proof, relaylink
 
 log = logging.getLogger("wvd-agent")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from hostagent.protocol import SessionReport
+from wire.hostchannel import SessionReport
 
 log = logging.getLogger("wvd-agent")
 

@@ -9,8 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
+from core.models import ApiToken, Certificate, RevokedTicket
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from wvdportal.models import ApiToken, Certificate, RevokedTicket
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
 

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from broker.models import HostPool, SessionHost
-from wvdportal.hashing import hash_secret
-from wvdportal.models import ApiToken
+from core.hashing import hash_secret
+from core.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 

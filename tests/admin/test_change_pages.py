@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, HostPool, SessionHost
+from core.models import ApiToken
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp
-from wvdportal.models import ApiToken
 from tests.admin.forms import add_inline_rows, form_data
 
 pytestmark = pytest.mark.django_db

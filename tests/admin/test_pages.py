@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
+from core.models import ApiToken, Certificate, RevokedTicket
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from wvdportal.models import ApiToken, Certificate, RevokedTicket
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, SessionHost, UserSession
+from core.models import Certificate
 from feed.models import RemoteApp
-from wvdportal.models import Certificate
 
 
 @pytest.fixture

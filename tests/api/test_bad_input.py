@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from rest_framework.test import APIRequestFactory
 
+from core.api.exceptions import exception_handler
 from feed.models import Workspace
-from wvdportal.api.exceptions import exception_handler
 
 
 def _post_raw(api, url: str, body: str | bytes):
@@ -58,7 +58,7 @@ def test_an_overlong_name_is_a_field_error(admin_api):
 
 
 def test_refusals_are_logged_with_the_request(admin_api, caplog):
-    with caplog.at_level(logging.INFO, logger="wvdportal.api.exceptions"):
+    with caplog.at_level(logging.INFO, logger="core.api.exceptions"):
         admin_api.post("/api/v1/workspaces/", {"name": "bad name"})
     assert any("POST /api/v1/workspaces/" in record.getMessage() for record in caplog.records)
 

@@ -11,8 +11,8 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
+from core.models import ApiToken, Certificate
 from feed.models import ApplicationGroup, Assignment, RemoteApp, Workspace
-from wvdportal.models import ApiToken, Certificate
 
 ROWS = 5
 

@@ -5,7 +5,7 @@ import pytest
 from openapi_spec_validator import validate
 from rest_framework.test import APIClient
 
-from wvdportal.api.urls import router
+from wvdportal.urls import router
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from wvdportal.models import ApiToken
+from core.models import ApiToken
 
 
 def _client(header: str) -> APIClient:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.errors import describe
 from tests.browser.conftest import screenshot, sign_in
+from wire.errors import describe
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
-from wvdportal import ca as ca_module
+from core import ca as ca_module
 
 
 @pytest.fixture

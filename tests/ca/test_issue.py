@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from core import ca
+from core.models import Certificate
 from tests.ca.conftest import make_csr
-from wvdportal import ca
-from wvdportal.models import Certificate
 
 EKU = {
     "feed-signing": ExtendedKeyUsageOID.CODE_SIGNING,

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from django.db import InterfaceError, OperationalError
 
+from core import ca, tasks
+from core.models import Certificate
 from tests.ca.conftest import make_csr
-from wvdportal import ca, tasks
-from wvdportal.models import Certificate
 
 SOON = timedelta(days=10)  # inside the default 30-day renewal window
 
@@ -96,7 +97,7 @@ def test_the_renewal_task_renews_server_certificates_and_lists_hosts_that_need_a
     _stored("gateway-tls", lifetime=timedelta(days=60))
     agent = ca.issue_from_csr(make_csr("sh-07"), "host-agent", common_name="sh-07", lifetime=SOON)
 
-    with caplog.at_level(logging.WARNING, logger="wvdportal.ca"):
+    with caplog.at_level(logging.WARNING, logger="core.ca"):
         assert tasks.renew_expiring_certificates.apply().get() == 2
 
     assert Certificate.objects.get(pk=gateway.pk).renewed_by is not None
@@ -107,21 +108,14 @@ def test_the_renewal_task_renews_server_certificates_and_lists_hosts_that_need_a
     assert tasks.renew_expiring_certificates.apply().get() == 0
 
 
-def test_the_issue_task_returns_the_new_certificates_id(root):
-    csr = make_csr("sh-01").decode()
-    certificate_id = tasks.issue_certificate.apply(args=[csr, "host-agent", "sh-01", []]).get()
-    assert Certificate.objects.get(pk=certificate_id).common_name == "sh-01"
-
-
-def test_the_issue_task_fails_at_once_on_a_refused_csr(root):
-    with pytest.raises(ca.CSRRejected, match="not a valid PEM"):
-        tasks.issue_certificate.apply(args=["junk", "host-agent", "sh-01", []], throw=True)
-    assert not Certificate.objects.exclude(purpose="ca").exists()
-    # Retrying a refused CSR could never succeed: only transient database errors are retried.
-    assert not issubclass(ca.CSRRejected, tasks.issue_certificate.autoretry_for)
+def test_the_core_tasks_retry_only_transient_database_errors():
+    # A refused CSR or any other CA error could never succeed on a retry.
+    for task in (tasks.renew_expiring_certificates, tasks.purge_expired_ticket_revocations):
+        assert not issubclass(ca.CAError, task.autoretry_for)
+        assert set(task.autoretry_for) == {OperationalError, InterfaceError}
 
 
 def test_renewal_runs_hourly_on_beat(settings):
     entries = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "wvdportal.tasks.renew_expiring_certificates" in entries
-    assert "wvdportal.tasks.purge_expired_ticket_revocations" in entries
+    assert "core.tasks.renew_expiring_certificates" in entries
+    assert "core.tasks.purge_expired_ticket_revocations" in entries

@@ -9,9 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.management import CommandError, call_command
 
+from core import ca
+from core.models import Certificate
 from tests.ca.conftest import build_ca, write_pem_files
-from wvdportal import ca
-from wvdportal.models import Certificate
 
 
 def _mode(path) -> int:
@@ -168,7 +168,7 @@ def test_initca_reports_problems_as_command_errors(data_dir, tmp_path):
 # --- GET /ca.pem --------------------------------------------------------------------------------------
 
 
-@pytest.mark.urls("wvdportal.ca_urls")
+@pytest.mark.urls("core.urls")
 def test_ca_pem_is_served_to_anyone(root, client):
     response = client.get("/ca.pem")
 
@@ -178,13 +178,13 @@ def test_ca_pem_is_served_to_anyone(root, client):
     x509.load_pem_x509_certificate(response.content)
 
 
-@pytest.mark.urls("wvdportal.ca_urls")
+@pytest.mark.urls("core.urls")
 def test_ca_pem_is_not_found_before_the_ca_exists(db, data_dir, client):
     response = client.get("/ca.pem")
     assert response.status_code == 404
     assert b"initca" in response.content
 
 
-@pytest.mark.urls("wvdportal.ca_urls")
+@pytest.mark.urls("core.urls")
 def test_ca_pem_only_answers_reads(root, client):
     assert client.post("/ca.pem").status_code == 405

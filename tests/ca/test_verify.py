@@ -8,9 +8,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core import ca
+from core.models import Certificate
 from tests.ca.conftest import build_ca, make_csr, sign_leaf
-from wvdportal import ca
-from wvdportal.models import Certificate
 
 
 @pytest.fixture

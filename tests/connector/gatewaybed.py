@@ -26,13 +26,13 @@ from django.db.backends.signals import connection_created
 
 from broker.choices import SessionHostStatus
 from broker.gateways import register_instance
+from broker.hostbus import host_group
 from broker.models import Connection, HostPool, SessionHost
+from core.tickets import issue_connection_ticket
 from feed.models import ApplicationGroup
 from gateway import records
 from gateway.relay import Relay, Rendezvous, Side
 from gateway.server import GatewayConfig, GatewayServer
-from hostagent.channel import host_group
-from wvdportal.tickets import issue_connection_ticket
 
 RECEIVE_TIMEOUT = 10.0  # an upper bound for a loaded machine, not a speed assertion
 INSTANCE_NAME = "test-gateway"

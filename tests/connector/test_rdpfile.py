@@ -1,22 +1,19 @@
 """The connector reads what it needs from the feed's .rdp files, and refuses files it cannot use."""
 from __future__ import annotations
 
-import base64
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.tickets import issue_connection_ticket
 from feed.rdpfile import DESKTOP, RdpResource, build_rdp
-from feed.rdpsign import encode_rdp_file
 from gateway.connector.rdpfile import (
     ConnectionFileError,
     parse_connection_file,
     parse_gateway_address,
     read_connection_file,
-    read_ticket,
 )
-from wvdportal.tickets import issue_connection_ticket
+from wire import rdpfile, tickets
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +33,12 @@ def ticket(member, desktop_group, pooled_pool) -> str:
 
 
 def test_it_reads_the_gateway_and_ticket_of_a_utf16_feed_file(ticket):
-    file = parse_connection_file(encode_rdp_file(feed_file(ticket)))
+    file = parse_connection_file(rdpfile.encode(feed_file(ticket)))
 
     assert (file.gateway_host, file.gateway_port, file.ticket) == ("gw.example.net", 8443, ticket)
     assert file.full_address == "pool-a"
     assert file.gateway_url == "wss://gw.example.net:8443/remoteDesktopGateway/"
-    assert file.ticket_info.username == "member" and file.ticket_info.pool == "pool-a"
+    assert file.ticket_info.username == "member" and file.ticket_info.host_pool_name == "pool-a"
 
 
 @pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf"], ids=["utf-8", "utf-8-bom"])
@@ -53,7 +50,7 @@ def test_it_reads_utf8_files_too(ticket, prefix):
 def test_it_refuses_an_expired_ticket(ticket):
     after_expiry = datetime.now(UTC) + timedelta(hours=2)
     with pytest.raises(ConnectionFileError, match="expired at .* UTC; refresh your resources"):
-        parse_connection_file(encode_rdp_file(feed_file(ticket)), now=after_expiry)
+        parse_connection_file(rdpfile.encode(feed_file(ticket)), now=after_expiry)
 
 
 def test_it_refuses_a_file_without_a_ticket(ticket):
@@ -101,14 +98,16 @@ def test_bad_gateway_addresses_are_refused(value):
 
 
 def test_the_ticket_payload_gives_its_expiry_without_checking_the_signature():
-    payload = base64.urlsafe_b64encode(json.dumps({"e": 2_000_000_000, "n": "alice", "p": "pool-a"}).encode())
-    info = read_ticket(f"wct1.{payload.rstrip(b'=').decode()}.not-a-real-signature")
+    claims = tickets.connection_claims(user_id=5, username="alice", application_group_id=7, resource="pool-a",
+                                       host_pool_id=3, host_pool_name="pool-a")
+    unsigned, _ = tickets.unsigned(tickets.CONNECTION_KIND, claims, issued=1_999_999_000, lifetime_seconds=1000)
+    info = tickets.read_connection_ticket(f"{unsigned}.not-a-real-signature")
     assert info.expires_at == datetime.fromtimestamp(2_000_000_000, UTC) and info.username == "alice"
 
 
 @pytest.mark.parametrize("ticket", ["wht1.e30.sig", "wct1.!!!.sig", "wct1.e30.sig", "wct1.WzFd.sig"])
 def test_unreadable_ticket_payloads_give_nothing(ticket):
-    assert read_ticket(ticket) is None  # host tickets, bad base64, no expiry, not an object
+    assert tickets.read_connection_ticket(ticket) is None  # host tickets, bad base64, no expiry, not an object
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):

@@ -14,9 +14,7 @@ import ssl
 import pytest
 
 from broker.choices import ConnectionState, EndReason
-from broker.errors import describe
 from feed.rdpfile import DESKTOP, RdpResource, build_rdp
-from feed.rdpsign import encode_rdp_file
 from gateway.connector.__main__ import client_ssl_context
 from gateway.connector.rdpfile import parse_connection_file
 from gateway.connector.tunnel import Connector
@@ -29,6 +27,8 @@ from tests.connector.gatewaybed import (  # noqa: F401  (fixtures)
     estate_rows,
     in_memory_channel_layer,
 )
+from wire import rdpfile
+from wire.errors import describe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +40,7 @@ def connector_for(bed: Bed, context: ssl.SSLContext, ticket: str | None = None) 
     text = build_rdp(routing_name=bed.pool.name, gateway_host="127.0.0.1", gateway_port=bed.port,
                      access_token=ticket or bed.ticket(), workspace_id="contoso",
                      resource=RdpResource(kind=DESKTOP, alias=bed.group.name, title="Office desktop"))
-    return Connector(parse_connection_file(encode_rdp_file(text)), context)
+    return Connector(parse_connection_file(rdpfile.encode(text)), context)
 
 
 async def local_client(connector: Connector) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

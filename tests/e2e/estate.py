@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from feed.rdpsign import decode_rdp_file
 from tests.e2e.lifecycle import start_logged, stop_group
 from tests.e2e.processes import REPO_ROOT, ControlPlane
 from tests.e2e.testbed import XrdpServer, Xvfb, run_xfreerdp
-
+from wire import rdpfile
 
 PORTAL_PASSWORD = "e2e-portal-password-1"
 CHECKPOINTS = ("ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
@@ -93,7 +92,7 @@ class Estate:
             assert response.headers["Content-Type"].startswith("application/x-rdp")
             data = response.read()
         path.write_bytes(data)
-        return decode_rdp_file(data)
+        return rdpfile.decode(data)
 
     def connect(self, rdp: Path, timeout: float = 25) -> tuple[int, str]:
         return run_xfreerdp([str(rdp), f"/u:{self.xrdp.user}", f"/p:{self.xrdp.password}", "/cert:ignore",

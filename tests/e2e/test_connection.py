@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from feed.rdpsign import encode_rdp_file
 from tests.e2e.estate import CHECKPOINTS, Estate, estate, tampered  # noqa: F401  (estate is a fixture)
+from wire import rdpfile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def test_a_stock_client_reaches_xrdp_through_the_gateway(estate: Estate, tmp_pat
 
 def test_a_tampered_ticket_is_refused_at_tunnel_create(estate: Estate, tmp_path):
     rdp = tmp_path / "tampered.rdp"
-    rdp.write_bytes(encode_rdp_file(tampered(estate.download_rdp(rdp))))
+    rdp.write_bytes(rdpfile.encode(tampered(estate.download_rdp(rdp))))
     started = time.monotonic()
     code, output = estate.connect(rdp)
     assert code != 12 and time.monotonic() - started < 10
@@ -50,7 +50,7 @@ def test_a_tampered_ticket_is_refused_at_tunnel_create(estate: Estate, tmp_path)
 def test_a_ticket_used_for_another_pool_is_refused(estate: Estate, tmp_path):
     rdp = tmp_path / "elsewhere.rdp"
     text = estate.download_rdp(rdp).replace("full address:s:e2e-pool", "full address:s:other-pool")
-    rdp.write_bytes(encode_rdp_file(text))
+    rdp.write_bytes(rdpfile.encode(text))
     code, output = estate.connect(rdp)
     assert code != 12
     assert "E_PROXY" in output, output

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 ISSUE_TOKEN = (
     "from django.contrib.auth import get_user_model;"
-    "from wvdportal.models import ApiToken;"
+    "from core.models import ApiToken;"
     "u = get_user_model().objects.create_user('e2e-admin', password='x' * 20, is_staff=True, is_superuser=True);"
     "print(ApiToken.issue(u, description='e2e')[1])"
 )

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from feed.rdpsign import encode_rdp_file
-from tests.e2e.lifecycle import read_log, start_logged, stop_group
-from tests.e2e.ports import free_port
-from tests.e2e.processes import REPO_ROOT
 # The estate (control plane, users, pools, a registered agent) is test_connection.py's, built the same
 # way for this module.
 from tests.e2e.estate import CHECKPOINTS, Estate, estate, tampered  # noqa: F401
+from tests.e2e.lifecycle import read_log, start_logged, stop_group
+from tests.e2e.ports import free_port
+from tests.e2e.processes import REPO_ROOT
 from tests.e2e.testbed import EXIT_LOGOFF_BY_USER, run_xfreerdp
+from wire import rdpfile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -77,7 +77,7 @@ def test_a_stock_client_reaches_xrdp_over_the_legacy_http_transport(estate: Esta
 
 def test_a_tampered_ticket_is_refused_over_the_legacy_transport(estate: Estate, tmp_path):
     rdp = tmp_path / "legacy-tampered.rdp"
-    rdp.write_bytes(encode_rdp_file(tampered(estate.download_rdp(rdp))))
+    rdp.write_bytes(rdpfile.encode(tampered(estate.download_rdp(rdp))))
 
     code, output = run_xfreerdp([str(rdp), LEGACY, f"/u:{estate.xrdp.user}", f"/p:{estate.xrdp.password}",
                                  "/cert:ignore"], timeout=25)

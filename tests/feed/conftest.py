@@ -11,11 +11,11 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 
 from broker.models import HostPool
+from core import ca
 from feed.models import ApplicationGroup, Assignment, RemoteApp, Workspace
-from feed.rdpsign import decode_rdp_file
-from tests.e2e.fixtures import xvfb  # noqa: F401  (the e2e test's X display)
 from tests.ca_files import write_root_files
-from wvdportal import ca
+from tests.e2e.fixtures import xvfb  # noqa: F401  (the e2e test's X display)
+from wire import rdpfile
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "rdp" / "schemas"
 
@@ -87,7 +87,7 @@ def make_many_resources(member, count: int) -> None:
 def rdp_settings(data: bytes) -> dict[str, str]:
     """``name -> value`` of a served .rdp file (names lower-cased, the type dropped)."""
     settings = {}
-    for line in decode_rdp_file(data).splitlines():
+    for line in rdpfile.decode(data).splitlines():
         match = re.match(r"^([^:]+):[sib]:(.*)$", line)
         if match:
             settings[match.group(1).lower()] = match.group(2)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.tickets import verify_connection_ticket
 from tests.e2e.recording_gateway import RecordingGateway, record_rdp_file
 from tests.feed.conftest import rdp_settings
-from wvdportal.tickets import verify_connection_ticket
 
 
 @pytest.mark.e2e

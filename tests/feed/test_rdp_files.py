@@ -11,9 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from broker.models import HostPool
-from feed.rdpsign import SIGNATURE_PREFIX, check_rdp_signature, decode_rdp_file, signing_message
+from core.tickets import TicketRefused, verify_connection_ticket
+from feed.rdpsign import SIGNATURE_PREFIX, check_rdp_signature, signing_message
 from tests.feed.conftest import rdp_settings
-from wvdportal.tickets import TicketRefused, verify_connection_ticket
+from wire import rdpfile
 
 DESKTOP_URL = "/feed/rdp/dag-a/desktop.rdp"
 APP_URL = "/feed/rdp/rag-a/notepad.rdp"
@@ -33,7 +34,7 @@ def test_the_file_is_utf16le_with_bom_and_served_as_an_attachment(member_api, de
     assert response["Content-Disposition"] == 'attachment; filename="Office desktop.rdp"'
     assert response["Cache-Control"] == "private, no-store"
     assert response.content.startswith(b"\xff\xfe")
-    assert decode_rdp_file(response.content).startswith("full address:s:pool-a\r\n")
+    assert rdpfile.decode(response.content).startswith("full address:s:pool-a\r\n")
 
 
 def test_the_desktop_file_routes_through_the_configured_gateway(served, settings):
@@ -111,7 +112,7 @@ def test_the_pools_custom_properties_are_merged_and_signed(member_api, desktop_g
 
     values = rdp_settings(data)
     assert (values["audiomode"], values["redirectprinters"], values["use multimon"]) == ("2", "0", "1")
-    assert decode_rdp_file(data).count("audiomode:") == 1  # replaced the default, not added twice
+    assert rdpfile.decode(data).count("audiomode:") == 1  # replaced the default, not added twice
     scope = values["signscope"].split(",")
     assert "AudioMode" in scope and "RedirectPrinters" in scope
     check_rdp_signature(data, signing_ca)
@@ -132,7 +133,7 @@ def openssl() -> str:
 
 
 def test_openssl_cms_verify_accepts_the_signature_of_a_served_file(served, signing_ca, openssl, tmp_path):
-    lines = decode_rdp_file(served).splitlines()
+    lines = rdpfile.decode(served).splitlines()
     signature = next(line for line in lines if line.startswith(SIGNATURE_PREFIX))
     blob = base64.b64decode(signature[len(SIGNATURE_PREFIX):].replace(" ", ""))
     # The verifier's side: rebuild the message from the file as served, without the signature line.

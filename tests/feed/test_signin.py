@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.models import ApiToken
 from tests.conftest import PASSWORD
-from wvdportal.models import ApiToken
 
 URL = "/api/v1/auth/token/"
 

@@ -12,12 +12,12 @@ from channels.db import database_sync_to_async
 
 from broker.choices import ConnectionState
 from broker.models import Connection
+from core.tickets import issue_host_ticket
 from gateway.relay import Relay, Rendezvous, Side
 from gateway.server import GatewayConfig, GatewayServer
 from gateway.transports import agentlink
-from hostagent import proof, relaylink
 from tests.hostagent.conftest import host_a, host_b, our_ca, root_files  # noqa: F401  (fixtures)
-from wvdportal.tickets import issue_host_ticket
+from wire import proof, relaylink
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

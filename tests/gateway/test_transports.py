@@ -15,10 +15,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.frames import Opcode
-from websockets.protocol import Protocol, Side as WsSide, State
+from websockets.protocol import Protocol, State
+from websockets.protocol import Side as WsSide
 
 from broker.choices import ConnectionState, EndReason
-from broker.errors import ERRORS, describe
+from core.tickets import revoke_ticket, verify_connection_ticket
 from gateway import rdg
 from gateway.rdg import ReturnCode
 from gateway.records import as_hresult
@@ -34,7 +35,7 @@ from tests.connector.gatewaybed import (  # noqa: F401  (fixtures)
     gateway_ssl,
     in_memory_channel_layer,
 )
-from wvdportal.tickets import revoke_ticket, verify_connection_ticket
+from wire.errors import ERRORS, describe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

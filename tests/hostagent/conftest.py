@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.cache import cache
 
 from broker.models import SessionHost
-from hostagent import proof, protocol
+from core import ca
+from core.choices import CertificatePurpose
 from hostagent.agent.state import make_csr, new_key
 from hostagent.routing import websocket_urlpatterns
 from tests.ca_files import write_root_files
 from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401  (a failed test shows its processes' logs)
-from wvdportal import ca
-from wvdportal.choices import CertificatePurpose
+from wire import hostchannel, proof
 
 RECEIVE_TIMEOUT = 10  # an upper bound for a loaded machine, not a speed assertion
 
@@ -96,7 +96,7 @@ def host_b(our_ca, pooled_pool) -> HostIdentity:
     return make_host(pooled_pool, "host-b")
 
 
-def checks(*, rdp: bool = True, disk: bool = True) -> list[protocol.HealthCheck]:
+def checks(*, rdp: bool = True, disk: bool = True) -> list[hostchannel.HealthCheck]:
     return [
         {"name": "rdp_listener", "ok": rdp, "fatal": True, "detail": "127.0.0.1:3389" if rdp else "refused"},
         {"name": "disk_space", "ok": disk, "fatal": False, "detail": "40% free" if disk else "3% free, below 10%"},
@@ -118,7 +118,7 @@ class AgentPeer:
         assert connected
         challenge = await self.receive()
         assert challenge["type"] == "challenge"
-        self.nonce = protocol.decode_base64url(challenge["nonce"])
+        self.nonce = hostchannel.decode_base64url(challenge["nonce"])
         return self.nonce
 
     def signature(self, nonce: bytes | None = None, key=None) -> bytes:
@@ -127,7 +127,7 @@ class AgentPeer:
 
     async def hello(self, signature: bytes | None = None, certificate_pem: str | None = None) -> dict:
         pem = certificate_pem or self.identity.certificate_pem
-        await self.send(protocol.hello(pem, signature if signature is not None else self.signature(), "1.0.0"))
+        await self.send(hostchannel.hello(pem, signature if signature is not None else self.signature(), "1.0.0"))
         return await self.receive()
 
     async def connect(self) -> dict:
@@ -137,7 +137,7 @@ class AgentPeer:
         return welcome
 
     async def send(self, message: dict) -> None:
-        await self.communicator.send_to(text_data=protocol.encode(message))
+        await self.communicator.send_to(text_data=hostchannel.encode(message))
 
     async def send_raw(self, text: str | None = None, data: bytes | None = None) -> None:
         await self.communicator.send_to(text_data=text, bytes_data=data)
@@ -147,7 +147,7 @@ class AgentPeer:
         return json.loads(frame)
 
     async def heartbeat(self, health: list | None = None, sessions: list | str = "unsupported") -> dict:
-        await self.send(protocol.heartbeat(self.seq, "1.0.0", health if health is not None else checks(), sessions))
+        await self.send(hostchannel.heartbeat(self.seq, "1.0.0", health if health is not None else checks(), sessions))
         self.seq += 1
         ack = await self.receive()
         assert ack == {"type": "heartbeat_ack", "seq": self.seq - 1}

@@ -9,8 +9,8 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import Permission
 
 from broker.models import SessionHost, UserSession
-from hostagent import protocol
 from tests.hostagent.conftest import AgentPeer
+from wire import hostchannel
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ async def test_log_off_reaches_the_agent_and_removes_the_session(admin_api, host
     response = asyncio.ensure_future(sync_to_async(admin_api.post, thread_sensitive=False)(url(session, "logoff")))
     command = await agent.receive()
     assert (command["command"], command["args"]) == ("logoff", {"session_id": 4242})
-    await agent.send(protocol.result(command["id"], "ok", "Logged off member (session 4242)."))
+    await agent.send(hostchannel.result(command["id"], "ok", "Logged off member (session 4242)."))
     answer = await response
     assert answer.status_code == 200 and answer.json()["message"] == "Logged off member (session 4242)."
     assert not await database_sync_to_async(UserSession.objects.filter(pk=session.pk).exists)()
@@ -84,7 +84,7 @@ async def test_an_unsupported_disconnect_answers_409_and_changes_nothing(admin_a
     response = asyncio.ensure_future(
         sync_to_async(admin_api.post, thread_sensitive=False)(url(session, "disconnect")))
     command = await agent.receive()
-    await agent.send(protocol.result(command["id"], "unsupported", "Not on Linux."))
+    await agent.send(hostchannel.result(command["id"], "unsupported", "Not on Linux."))
     answer = await response
     assert answer.status_code == 409 and answer.json()["status"] == "unsupported"
     assert (await database_sync_to_async(UserSession.objects.get)(pk=session.pk)).state == "active"

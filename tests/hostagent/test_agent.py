@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from hostagent import protocol
 from hostagent.agent import AGENT_VERSION
 from hostagent.agent import state as agent_state
 from hostagent.agent.__main__ import main
@@ -28,6 +27,7 @@ from hostagent.agent.sessions import (
     parse_loginctl_show,
     parse_who,
 )
+from wire import hostchannel
 
 
 def run(coroutine):
@@ -337,24 +337,24 @@ def context(tmp_path) -> CommandContext:
 
 def test_an_unknown_command_is_answered_unsupported(tmp_path):
     # A newer server may send commands this agent does not know: it says so instead of ignoring them.
-    result = run(default_registry().run(context(tmp_path), protocol.command("command-0001", "screenshot", {})))
+    result = run(default_registry().run(context(tmp_path), hostchannel.command("command-0001", "screenshot", {})))
     assert result["status"] == "unsupported"
     assert result["message"] == f"This agent (version {AGENT_VERSION}) does not implement the command 'screenshot'."
 
 
 def test_a_connect_order_with_bad_arguments_fails_without_dialling(tmp_path):
     args = {"activity_id": "not-an-id", "relay_url": "http://elsewhere.example/", "host_ticket": "x"}
-    result = run(default_registry().run(context(tmp_path), protocol.command("command-0002", "connect", args)))
+    result = run(default_registry().run(context(tmp_path), hostchannel.command("command-0002", "connect", args)))
     assert result["status"] == "failed" and "Bad arguments" in result["message"]
 
 
 def test_a_command_with_bad_arguments_fails_without_running(tmp_path):
-    result = run(default_registry().run(context(tmp_path), protocol.command("command-0001", "logoff", {})))
+    result = run(default_registry().run(context(tmp_path), hostchannel.command("command-0001", "logoff", {})))
     assert result["status"] == "failed" and "session_id is missing" in result["message"]
 
 
 def test_session_commands_go_through_the_provider(tmp_path):
-    result = run(default_registry().run(context(tmp_path), protocol.command("command-0001", "logoff",
+    result = run(default_registry().run(context(tmp_path), hostchannel.command("command-0001", "logoff",
                                                                             {"session_id": 9})))
     assert (result["status"], result["message"]) == ("unsupported", "No sessions here.")
 
@@ -366,9 +366,9 @@ def test_a_registered_handler_is_used_and_its_failure_reported(tmp_path):
         raise ConnectionRefusedError("gateway refused")
 
     registry.register("screenshot", screenshot)
-    result = run(registry.run(context(tmp_path), protocol.command("command-0001", "screenshot", {})))
+    result = run(registry.run(context(tmp_path), hostchannel.command("command-0001", "screenshot", {})))
     assert result["status"] == "failed" and "gateway refused" in result["message"]
-    assert json.loads(protocol.encode(result))["type"] == "result"
+    assert json.loads(hostchannel.encode(result))["type"] == "result"
 
 
 def test_backoff_doubles_with_jitter_up_to_the_maximum():

@@ -9,10 +9,10 @@ import ssl
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hostagent import relaylink
 from hostagent.agent import relay
 from hostagent.agent.state import AgentState
 from tests.ca_files import write_root_files
+from wire import relaylink
 
 ACTIVITY = "3a183cce-c2c3-433f-aed1-6afd4dbe50c7"
 

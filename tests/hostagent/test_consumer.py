@@ -8,15 +8,17 @@ import pytest
 from channels.db import database_sync_to_async
 from cryptography import x509
 
+from broker.hostbus import aclose_host_channel, asend_to_host
 from broker.models import SessionHost, SessionHostStatusChange, UserSession
-from hostagent import consumers, proof, protocol
+from core import ca
+from core.choices import CertificatePurpose
+from core.models import Certificate
+from hostagent import consumers
 from hostagent.agent.state import make_csr, new_key
-from hostagent.channel import aclose_host_channel, arequest_command, asend_to_host
+from hostagent.commands import arequest_command
 from hostagent.models import HostChannel
 from tests.hostagent.conftest import AgentPeer, HostIdentity, checks, issue_identity
-from wvdportal import ca
-from wvdportal.choices import CertificatePurpose
-from wvdportal.models import Certificate
+from wire import hostchannel, proof
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,10 +55,10 @@ async def test_it_refuses_a_signature_replayed_from_another_connection(host_a):
     second = AgentPeer(host_a)
     await second.open()
     error = await second.hello(signature=captured)
-    assert error["type"] == "error" and error["code"] == protocol.CLOSE_AUTH_FAILED
+    assert error["type"] == "error" and error["code"] == hostchannel.CLOSE_AUTH_FAILED
     assert "signature" in error["message"]
     _, code = await second.expect_close()
-    assert code == protocol.CLOSE_AUTH_FAILED
+    assert code == hostchannel.CLOSE_AUTH_FAILED
     await first.close()
 
 
@@ -64,8 +66,8 @@ async def test_it_refuses_a_signature_made_with_another_key(host_a):
     agent = AgentPeer(host_a)
     await agent.open()
     error = await agent.hello(signature=agent.signature(key=new_key()))
-    assert error["code"] == protocol.CLOSE_AUTH_FAILED
-    assert (await agent.expect_close())[1] == protocol.CLOSE_AUTH_FAILED
+    assert error["code"] == hostchannel.CLOSE_AUTH_FAILED
+    assert (await agent.expect_close())[1] == hostchannel.CLOSE_AUTH_FAILED
 
 
 async def test_it_refuses_a_revoked_certificate(host_a):
@@ -75,8 +77,8 @@ async def test_it_refuses_a_revoked_certificate(host_a):
     agent = AgentPeer(host_a)
     await agent.open()
     error = await agent.hello()
-    assert error["code"] == protocol.CLOSE_AUTH_FAILED and "revoked" in error["message"]
-    assert (await agent.expect_close())[1] == protocol.CLOSE_AUTH_FAILED
+    assert error["code"] == hostchannel.CLOSE_AUTH_FAILED and "revoked" in error["message"]
+    assert (await agent.expect_close())[1] == hostchannel.CLOSE_AUTH_FAILED
     assert await snapshot(host_a) == before
 
 
@@ -87,7 +89,7 @@ async def test_it_refuses_a_certificate_of_another_purpose(host_a):
     await agent.open()
     signature = proof.sign_challenge(key, agent.nonce, x509.load_pem_x509_certificate(pem.encode()))
     error = await agent.hello(signature=signature, certificate_pem=pem)
-    assert error["code"] == protocol.CLOSE_AUTH_FAILED and "host-rdp" in error["message"]
+    assert error["code"] == hostchannel.CLOSE_AUTH_FAILED and "host-rdp" in error["message"]
 
 
 async def test_it_refuses_a_valid_certificate_not_bound_to_a_host(our_ca, pooled_pool):
@@ -95,7 +97,7 @@ async def test_it_refuses_a_valid_certificate_not_bound_to_a_host(our_ca, pooled
     agent = AgentPeer(HostIdentity(host=None, key=key, certificate_pem=pem))
     await agent.open()
     error = await agent.hello()
-    assert error["code"] == protocol.CLOSE_AUTH_FAILED and "not bound" in error["message"]
+    assert error["code"] == hostchannel.CLOSE_AUTH_FAILED and "not bound" in error["message"]
 
 
 async def test_it_closes_a_channel_that_does_not_authenticate_in_time(host_a, monkeypatch):
@@ -103,26 +105,26 @@ async def test_it_closes_a_channel_that_does_not_authenticate_in_time(host_a, mo
     agent = AgentPeer(host_a)
     await agent.open()
     error, code = await agent.expect_close()
-    assert code == protocol.CLOSE_AUTH_TIMEOUT and error["code"] == protocol.CLOSE_AUTH_TIMEOUT
+    assert code == hostchannel.CLOSE_AUTH_TIMEOUT and error["code"] == hostchannel.CLOSE_AUTH_TIMEOUT
 
 
 async def test_it_wants_hello_before_anything_else(host_a):
     agent = AgentPeer(host_a)
     await agent.open()
-    await agent.send(protocol.heartbeat(0, "1.0.0", checks(), "unsupported"))
+    await agent.send(hostchannel.heartbeat(0, "1.0.0", checks(), "unsupported"))
     error, code = await agent.expect_close()
-    assert code == protocol.CLOSE_PROTOCOL_ERROR and "first message must be hello" in error["message"]
+    assert code == hostchannel.CLOSE_PROTOCOL_ERROR and "first message must be hello" in error["message"]
 
 
 # --- Malformed frames --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("frame, code", [
-    ("{not json", protocol.CLOSE_PROTOCOL_ERROR),
-    ('{"type": "reboot"}', protocol.CLOSE_PROTOCOL_ERROR),
-    ('{"type": "heartbeat", "seq": 1, "agent_version": "1.0.0", "checks": []}', protocol.CLOSE_PROTOCOL_ERROR),
-    (json.dumps({"type": "shutdown", "reason": "x" * (protocol.MAX_FRAME_BYTES + 1)}), protocol.CLOSE_TOO_BIG),
-    (b"\x00\x01binary", protocol.CLOSE_PROTOCOL_ERROR),
+    ("{not json", hostchannel.CLOSE_PROTOCOL_ERROR),
+    ('{"type": "reboot"}', hostchannel.CLOSE_PROTOCOL_ERROR),
+    ('{"type": "heartbeat", "seq": 1, "agent_version": "1.0.0", "checks": []}', hostchannel.CLOSE_PROTOCOL_ERROR),
+    (json.dumps({"type": "shutdown", "reason": "x" * (hostchannel.MAX_FRAME_BYTES + 1)}), hostchannel.CLOSE_TOO_BIG),
+    (b"\x00\x01binary", hostchannel.CLOSE_PROTOCOL_ERROR),
 ])
 async def test_a_malformed_message_closes_the_channel_and_touches_no_host(host_a, host_b, frame, code):
     other = AgentPeer(host_b)
@@ -159,7 +161,7 @@ async def test_a_second_channel_replaces_the_first(host_a):
     second = AgentPeer(host_a)
     await second.connect()
     error, code = await first.expect_close()
-    assert code == protocol.CLOSE_REPLACED and error["code"] == protocol.CLOSE_REPLACED
+    assert code == hostchannel.CLOSE_REPLACED and error["code"] == hostchannel.CLOSE_REPLACED
     await first.close()  # the first's disconnect must not mark the host Unavailable: the second holds it
     await second.heartbeat()
     host = await reload(host_a)
@@ -168,7 +170,7 @@ async def test_a_second_channel_replaces_the_first(host_a):
     result = asyncio.ensure_future(arequest_command(host_a.host.pk, "logoff", {"session_id": 1}, timeout=10))
     command = await second.receive()  # commands go to the second channel only
     assert command["type"] == "command" and command["command"] == "logoff"
-    await second.send(protocol.result(command["id"], "ok", "Logged off."))
+    await second.send(hostchannel.result(command["id"], "ok", "Logged off."))
     assert (await result).status == "ok"
     assert channel.channel_name
     await second.close()
@@ -188,7 +190,7 @@ async def test_an_agent_that_shuts_down_leaves_the_host_shut_down(host_a):
     agent = AgentPeer(host_a)
     await agent.connect()
     await agent.heartbeat()
-    await agent.send(protocol.shutdown("agent stopped (received SIGTERM)"))
+    await agent.send(hostchannel.shutdown("agent stopped (received SIGTERM)"))
     await agent.close()
     host = await reload(host_a)
     assert host.status == "shutdown" and "SIGTERM" in host.status_reason
@@ -197,9 +199,9 @@ async def test_an_agent_that_shuts_down_leaves_the_host_shut_down(host_a):
 async def test_a_host_registered_again_loses_its_old_channel(host_a):
     agent = AgentPeer(host_a)
     await agent.connect()
-    await aclose_host_channel(host_a.host.pk, protocol.CLOSE_CREDENTIALS_SUPERSEDED, "The host was registered again.")
+    await aclose_host_channel(host_a.host.pk, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED, "The host was registered again.")
     error, code = await agent.expect_close()
-    assert code == protocol.CLOSE_CREDENTIALS_SUPERSEDED and "registered again" in error["message"]
+    assert code == hostchannel.CLOSE_CREDENTIALS_SUPERSEDED and "registered again" in error["message"]
 
 
 # --- Heartbeats ------------------------------------------------------------------------------------------
@@ -276,7 +278,7 @@ async def test_a_command_goes_to_the_agent_and_its_result_comes_back(host_a):
     command = await agent.receive()
     assert command["type"] == "command" and command["command"] == "message"
     assert command["args"] == {"session_id": 7, "title": "Maintenance", "text": "Back at noon"}
-    await agent.send(protocol.result(command["id"], "ok", "Shown on display :10.", {"display": ":10"}))
+    await agent.send(hostchannel.result(command["id"], "ok", "Shown on display :10.", {"display": ":10"}))
     result = await pending
     assert (result.status, result.message, result.data) == ("ok", "Shown on display :10.", {"display": ":10"})
     await agent.close()
@@ -287,7 +289,7 @@ async def test_an_unsupported_answer_is_passed_on_as_such(host_a):
     await agent.connect()
     pending = asyncio.ensure_future(arequest_command(host_a.host.pk, "disconnect", {"session_id": 7}, timeout=10))
     command = await agent.receive()
-    await agent.send(protocol.result(command["id"], "unsupported", "Not on Linux."))
+    await agent.send(hostchannel.result(command["id"], "unsupported", "Not on Linux."))
     assert (await pending).status == "unsupported"
     await agent.close()
 
@@ -318,17 +320,17 @@ async def test_a_command_pending_when_the_channel_closes_fails_at_once(host_a):
 async def test_send_to_host_delivers_a_typed_message(host_a):
     agent = AgentPeer(host_a)
     await agent.connect()
-    await asend_to_host(host_a.host.pk, protocol.command("fire-and-forget-1", "logoff", {"session_id": 3}))
+    await asend_to_host(host_a.host.pk, hostchannel.command("fire-and-forget-1", "logoff", {"session_id": 3}))
     command = await agent.receive()
     assert command["id"] == "fire-and-forget-1"
     # The agent's result for it is simply not waited for.
-    await agent.send(protocol.result("fire-and-forget-1", "ok"))
+    await agent.send(hostchannel.result("fire-and-forget-1", "ok"))
     await agent.heartbeat()
     await agent.close()
 
 
 async def test_send_to_host_refuses_a_malformed_message_in_the_producer(host_a):
-    with pytest.raises(protocol.ProtocolError):
+    with pytest.raises(hostchannel.ProtocolError):
         await asend_to_host(host_a.host.pk, {"type": "command", "id": "x", "command": "logoff", "args": {}})
 
 
@@ -340,10 +342,10 @@ async def test_a_certificate_renewal_round_trip_rebinds_the_host(host_a):
     command = await agent.receive()
     assert command["command"] == "renew-certificate"
     key = new_key()
-    await agent.send(protocol.certificate_request(command["id"], make_csr(key, "host-a")))
+    await agent.send(hostchannel.certificate_request(command["id"], make_csr(key, "host-a")))
     issued = await agent.receive()
     assert issued["type"] == "certificate" and issued["id"] == command["id"]
-    await agent.send(protocol.result(command["id"], "ok", "Certificate renewed."))
+    await agent.send(hostchannel.result(command["id"], "ok", "Certificate renewed."))
     assert (await pending).ok
     host = await reload(host_a)
     assert host.certificate_id != old_id
@@ -365,9 +367,9 @@ async def test_a_renewal_the_agent_could_not_store_keeps_the_old_certificate(hos
     old_id = host_a.host.certificate_id
     pending = asyncio.ensure_future(arequest_command(host_a.host.pk, "renew-certificate", {}, timeout=10))
     command = await agent.receive()
-    await agent.send(protocol.certificate_request(command["id"], make_csr(new_key(), "host-a")))
+    await agent.send(hostchannel.certificate_request(command["id"], make_csr(new_key(), "host-a")))
     issued = await agent.receive()
-    await agent.send(protocol.result(command["id"], "failed", "Disk full."))
+    await agent.send(hostchannel.result(command["id"], "failed", "Disk full."))
     assert (await pending).status == "failed"
     assert (await reload(host_a)).certificate_id == old_id
     assert (await database_sync_to_async(Certificate.objects.get)(pem=issued["certificate"])).revoked_at is not None
@@ -382,7 +384,7 @@ async def test_a_renewal_csr_for_another_name_is_refused(host_a):
     await agent.connect()
     pending = asyncio.ensure_future(arequest_command(host_a.host.pk, "renew-certificate", {}, timeout=10))
     command = await agent.receive()
-    await agent.send(protocol.certificate_request(command["id"], make_csr(new_key(), "host-b")))
+    await agent.send(hostchannel.certificate_request(command["id"], make_csr(new_key(), "host-b")))
     refused = await agent.receive()
     assert refused["type"] == "certificate_refused" and "host-a" in refused["message"]
     result = await pending
@@ -394,7 +396,7 @@ async def test_a_renewal_csr_for_another_name_is_refused(host_a):
 async def test_a_csr_nobody_asked_for_closes_the_channel(host_a):
     agent = AgentPeer(host_a)
     await agent.connect()
-    await agent.send(protocol.certificate_request("unasked-for-1", make_csr(new_key(), "host-a")))
+    await agent.send(hostchannel.certificate_request("unasked-for-1", make_csr(new_key(), "host-a")))
     _, code = await agent.expect_close()
-    assert code == protocol.CLOSE_PROTOCOL_ERROR
+    assert code == hostchannel.CLOSE_PROTOCOL_ERROR
     assert (await reload(host_a)).certificate_id == host_a.host.certificate_id

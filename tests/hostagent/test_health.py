@@ -9,7 +9,7 @@ from django.utils import timezone
 from broker.models import SessionHost, SessionHostStatusChange
 from hostagent import health, tasks
 from hostagent.commands import log_off_user_session, send_message_to_user_session
-from hostagent.protocol import ProtocolError
+from wire.hostchannel import ProtocolError
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

@@ -128,7 +128,7 @@ def test_agents_register_heartbeat_go_unavailable_come_back_and_answer_commands(
     setup = plane.manage("shell", "-c", (
         "from broker.models import HostPool\n"
         "from django.contrib.auth.models import User\n"
-        "from wvdportal.models import ApiToken\n"
+        "from core.models import ApiToken\n"
         "pool = HostPool.objects.create(name='pool-e2e')\n"
         "admin = User.objects.create_user('admin', is_staff=True, is_superuser=True)\n"
         "print(pool.issue_registration_token()[0], ApiToken.issue(admin)[1])\n"

@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 
 from broker.models import HostPool, SessionHost
+from core import ca
+from core.models import Certificate
 from hostagent import ratelimit
 from hostagent.agent.state import make_csr, new_key
-from wvdportal import ca
-from wvdportal.models import Certificate
 
 URL = "/api/v1/hostagent/register/"
 

@@ -1,10 +1,10 @@
-"""The agent link's wire format (hostagent/relaylink.py): pure functions over bytes and strings, shared by
+"""The agent link's wire format (wire/relaylink.py): pure functions over bytes and strings, shared by
 the gateway and the agent, that refuse anything malformed with a LinkError."""
 from __future__ import annotations
 
 import pytest
 
-from hostagent import relaylink
+from wire import relaylink
 
 ACTIVITY = "3a183cce-c2c3-433f-aed1-6afd4dbe50c7"
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
-from wvdportal.dbrules import DatabaseRule
+from core.dbrules import DatabaseRule
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from broker.models import REGISTRATION_TOKEN_PREFIX, HostPool
+from core.hashing import hash_secret
 from tests.models.refusals import assert_invalid, refused_by_database
-from wvdportal.hashing import hash_secret
 
 pytestmark = pytest.mark.django_db
 

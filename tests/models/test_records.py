@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, SessionHost, UserSession
+from core.models import Certificate
 from tests.models.refusals import assert_invalid, refused_by_database
-from wvdportal.models import Certificate
 
 pytestmark = pytest.mark.django_db
 

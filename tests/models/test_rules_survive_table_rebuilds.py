@@ -5,7 +5,7 @@ import pytest
 from django.db import IntegrityError, connection, models, transaction
 
 from broker.models import HostPool, SessionHost
-from wvdportal.dbrules import declared_rules, ensure_rules, suspend_rules
+from core.dbrules import declared_rules, ensure_rules, suspend_rules
 
 
 def installed() -> set[str]:

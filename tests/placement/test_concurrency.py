@@ -14,10 +14,10 @@ import pytest
 from django.db import connection as db_connection
 
 from broker.choices import ConnectionState, LoadBalancer
-from broker.errors import ErrorCode
 from broker.models import Connection, HostPool, SessionHost
 from broker.placement import PlacementResult, place_connection
 from tests.placement import build
+from wire.errors import ErrorCode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("database_file_on_sqlite")]
 

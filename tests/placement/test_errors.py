@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from broker.errors import ERRORS, TICKET_REFUSAL_CODES, ErrorCode, ProxyStatus, describe, render_markdown
 from broker.models import Connection
+from wire.errors import ERRORS, TICKET_REFUSAL_CODES, ErrorCode, ProxyStatus, describe, render_markdown
 
 DOC = Path(settings.BASE_DIR) / "docs" / "errors.md"
 
@@ -82,7 +82,7 @@ def test_describe_shows_an_unknown_code_as_an_internal_error_keeping_the_code():
 
 
 def test_every_ticket_refusal_reason_has_a_ticket_code():
-    # The reason codes of wvdportal.tickets.TicketRefused (docs: notes/ticket_contract.md).
+    # The reason codes of core.tickets.TicketRefused (docs: notes/ticket_contract.md).
     assert set(TICKET_REFUSAL_CODES) == {"malformed", "bad_signature", "expired", "revoked", "wrong_kind"}
     assert all(describe(code).stage == "ticket" for code in TICKET_REFUSAL_CODES.values())
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from broker.choices import ConnectionState, PersonalAssignment, SessionHostStatus, UserSessionState
-from broker.errors import ErrorCode
 from broker.models import Connection, HostPool, SessionHost
 from broker.placement import Route, place_connection
 from tests.placement import build
+from wire.errors import ErrorCode
 
 pytestmark = pytest.mark.django_db
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from broker.choices import ConnectionState, EndReason, LoadBalancer, SessionHostStatus, UserSessionState
-from broker.errors import ErrorCode, describe
 from broker.models import Connection, HostPool
 from broker.placement import Route, place_connection, release_reservation
 from tests.placement import build
+from wire.errors import ErrorCode, describe
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
-from broker.errors import ErrorCode, describe
 from broker.models import Connection, HostPool
 from broker.placement import expire_stale_reservations, place_connection, release_reservation
 from tests.placement import build
+from wire.errors import ErrorCode, describe
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ from tests.hostagent.conftest import host_a, our_ca, root_files  # noqa: F401  (
 
 @pytest.fixture(autouse=True, scope="session")
 def portal_is_installed() -> None:
-    if not apps.is_installed("wvdportal.portal"):
-        pytest.fail('The portal app is not installed: add "wvdportal.portal" to INSTALLED_APPS in '
+    if not apps.is_installed("portal"):
+        pytest.fail('The portal app is not installed: add "portal" to INSTALLED_APPS in '
                     "wvdportal/settings.py (its ready() connects the live-update signals; its static files are "
                     "found through it).", pytrace=False)
 

@@ -9,7 +9,7 @@ from lxml import html
 
 from broker.models import UserSession
 from feed.models import Assignment, RemoteApp
-from wvdportal.portal import urls as portal_urls
+from portal import urls as portal_urls
 
 
 @pytest.fixture

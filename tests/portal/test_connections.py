@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 from lxml import html
 
-from broker.errors import describe
 from broker.models import Connection
+from wire.errors import describe
 
 
 def listed(response) -> list[str]:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from lxml import html
 
 from broker.models import SessionHost
-from wvdportal.portal import charts
-from wvdportal.portal.overview import HourBucket
+from portal import charts
+from portal.overview import HourBucket
 
 
 def page(response):

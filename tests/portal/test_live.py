@@ -11,10 +11,10 @@ from django.db import transaction
 from django.urls import reverse
 
 from broker.models import SessionHost, UserSession
+from portal import live
+from portal.routing import websocket_urlpatterns
 from tests.hostagent.conftest import AgentPeer, checks
 from tests.portal.conftest import browser, posting_in_a_thread
-from wvdportal.portal import live
-from wvdportal.portal.routing import websocket_urlpatterns
 
 TIMEOUT = 10  # an upper bound for a loaded machine, not a speed assertion
 ORIGIN = (b"origin", b"http://127.0.0.1")

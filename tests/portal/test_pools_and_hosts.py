@@ -8,7 +8,7 @@ from django.urls import reverse
 from lxml import html
 
 from broker.models import HostPool, SessionHost
-from wvdportal.hashing import hash_secret
+from core.hashing import hash_secret
 
 VALID = {"name": "pool-b", "friendly_name": "Pool B", "description": "", "pool_type": "pooled",
          "load_balancer": "breadth_first", "personal_assignment": "automatic", "max_session_limit": "5",

@@ -10,9 +10,9 @@ from django.urls import reverse
 from lxml import html
 
 from broker.models import UserSession
-from hostagent import protocol
 from tests.hostagent.conftest import AgentPeer
 from tests.portal.conftest import browser, posting_in_a_thread
+from wire import hostchannel
 
 
 def rows(response) -> list[str]:
@@ -90,7 +90,7 @@ async def test_log_off_reaches_the_agent_and_the_admin_sees_its_answer(admin_use
     answer = asyncio.ensure_future(post(reverse("portal:session-logoff", args=[session.pk]), follow=True))
     command = await agent.receive()
     assert (command["command"], command["args"]) == ("logoff", {"session_id": 7})
-    await agent.send(protocol.result(command["id"], "ok", "Logged off member (session 7)."))
+    await agent.send(hostchannel.result(command["id"], "ok", "Logged off member (session 7)."))
     response = await answer
 
     assert "Log off: done for member's session 7 on host-a. Logged off member (session 7)." in \
@@ -112,12 +112,12 @@ async def test_a_message_reaches_the_session_and_a_refusal_is_reported(admin_use
                                         {"title": "Maintenance", "text": "Restart at 18:00."}, follow=True))
     command = await agent.receive()
     assert command["args"] == {"session_id": 7, "title": "Maintenance", "text": "Restart at 18:00."}
-    await agent.send(protocol.result(command["id"], "ok", ""))
+    await agent.send(hostchannel.result(command["id"], "ok", ""))
     assert "Message: done for member's session 7 on host-a." in shown_messages(await answer)
 
     answer = asyncio.ensure_future(post(reverse("portal:session-disconnect", args=[session.pk]), follow=True))
     command = await agent.receive()
-    await agent.send(protocol.result(command["id"], "unsupported", "xrdp cannot disconnect sessions"))
+    await agent.send(hostchannel.result(command["id"], "unsupported", "xrdp cannot disconnect sessions"))
     assert ("Disconnect for member's session 7 on host-a failed: the host's agent does not support this "
             "(xrdp cannot disconnect sessions).") in shown_messages(await answer)
     assert (await database_sync_to_async(UserSession.objects.get)(pk=session.pk)).state == "active"

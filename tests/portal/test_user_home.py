@@ -5,8 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from lxml import html
 
-from broker.errors import describe
 from broker.models import Connection
+from wire.errors import describe
 
 
 def recent(response) -> list[str]:

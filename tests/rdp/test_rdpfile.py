@@ -14,7 +14,8 @@ from feed.rdpfile import (
     build_rdp,
     render_signed_rdp,
 )
-from feed.rdpsign import decode_rdp_file, verify_rdp_signature
+from feed.rdpsign import verify_rdp_signature
+from wire import rdpfile
 
 TICKET = "wvdt_eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJtZW1iZXIifQ.c2lnbmF0dXJl"
 WORKSPACE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -213,7 +214,7 @@ def test_the_served_file_is_signed_over_our_settings(rdp_ca, rdp_signer):
                              certificate=rdp_signer.certificate, private_key=rdp_signer.private_key)
 
     assert verify_rdp_signature(data, rdp_ca.certificate)
-    scope = next(line for line in decode_rdp_file(data).split("\r\n") if line.startswith("signscope:s:"))
+    scope = next(line for line in rdpfile.decode(data).split("\r\n") if line.startswith("signscope:s:"))
     assert scope == (
         "signscope:s:Full Address,Alternate Full Address,Server Port,EnableCredSspSupport,GatewayHostname,"
         "GatewayUsageMethod,GatewayProfileUsageMethod,GatewayCredentialsSource,PromptCredentialOnce,"

@@ -15,14 +15,13 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from feed.rdpsign import (
     RdpSignatureError,
     check_rdp_signature,
-    decode_rdp_file,
-    encode_rdp_file,
     format_signature_value,
     sign_rdp,
     signing_message,
     verify_rdp_signature,
 )
 from tests.rdp.conftest import issue_signer
+from wire import rdpfile
 
 VECTOR_1 = ["full address:s:myserver", "remoteapplicationmode:i:1"]
 # raweb's Sign_MatchesRdpSignExeOutput input, checked against Windows' rdpsign.exe /sha256.
@@ -262,23 +261,23 @@ def test_the_cms_has_no_signed_attributes_and_sha256(tmp_path, openssl, rdp_sign
 
 
 def test_files_are_encoded_utf16le_with_bom_and_crlf():
-    data = encode_rdp_file("full address:s:h\nscreen mode id:i:2\n")
+    data = rdpfile.encode("full address:s:h\nscreen mode id:i:2\n")
 
     assert data == b"\xff\xfe" + "full address:s:h\r\nscreen mode id:i:2\r\n".encode("utf-16-le")
-    assert decode_rdp_file(data) == "full address:s:h\r\nscreen mode id:i:2\r\n"
+    assert rdpfile.decode(data) == "full address:s:h\r\nscreen mode id:i:2\r\n"
 
 
 def test_decoding_accepts_utf8_and_refuses_garbage():
-    assert decode_rdp_file(b"full address:s:h\r\n") == "full address:s:h\r\n"
-    with pytest.raises(RdpSignatureError, match="neither"):
-        decode_rdp_file(b"\xff\xfe\x00")
+    assert rdpfile.decode(b"full address:s:h\r\n") == "full address:s:h\r\n"
+    with pytest.raises(rdpfile.RdpFileFormatError, match="neither"):
+        rdpfile.decode(b"\xff\xfe\x00")
 
 
 # --- verification ----------------------------------------------------------------------------
 
 
 def _signed_file(signer, lines=VECTOR_2) -> bytes:
-    return encode_rdp_file(sign_rdp(lines, signer.certificate, signer.private_key))
+    return rdpfile.encode(sign_rdp(lines, signer.certificate, signer.private_key))
 
 
 def test_it_accepts_a_file_it_signed(rdp_ca, rdp_signer):
@@ -301,10 +300,10 @@ def test_it_refuses_a_changed_signed_setting(rdp_ca, rdp_signer):
 
 
 def test_it_refuses_a_signable_setting_added_after_signing(rdp_ca, rdp_signer):
-    text = decode_rdp_file(_signed_file(rdp_signer)) + "alternate shell:s:cmd.exe\r\n"
+    text = rdpfile.decode(_signed_file(rdp_signer)) + "alternate shell:s:cmd.exe\r\n"
 
     with pytest.raises(RdpSignatureError, match="outside the signscope"):
-        check_rdp_signature(encode_rdp_file(text), rdp_ca.certificate)
+        check_rdp_signature(rdpfile.encode(text), rdp_ca.certificate)
 
 
 def test_the_access_token_can_change_without_breaking_the_signature(rdp_ca, rdp_signer):
@@ -371,7 +370,7 @@ def _signed_with_attributes(signer, lines, signed_message: bytes | None = None) 
     blob = struct.pack("<III", 0x00010001, 1, len(der)) + der
     text = "".join(line + "\r\n" for line in [*scope.settings, scope.line,
                                                 "signature:s:" + format_signature_value(blob)])
-    return encode_rdp_file(text)
+    return rdpfile.encode(text)
 
 
 def test_signatures_with_signed_attributes_from_other_signers_verify(rdp_ca, rdp_signer):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from wvdportal import environment
+from core import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 

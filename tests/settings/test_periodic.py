@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
+from gateway.periodic import schedule_seconds
 from wvdportal.celery import app
-from wvdportal.periodic import schedule_seconds
 
 
 def test_every_beat_entry_names_a_registered_task_once_the_apps_tasks_are_imported():

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wvdportal import tasks
-from wvdportal.models import RevokedTicket
-from wvdportal.tickets import (
+from core import tasks
+from core.models import RevokedTicket
+from core.tickets import (
     MAX_TICKET_LENGTH,
     ConnectionTicket,
     HostTicket,

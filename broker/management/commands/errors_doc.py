@@ -1,4 +1,4 @@
-"""Write docs/errors.md from the table of connection error codes in broker/errors.py."""
+"""Write docs/errors.md from the table of connection error codes in wire/errors.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +6,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from broker.errors import render_markdown
+from wire.errors import render_markdown
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "docs" / "errors.md"
 
 
 class Command(BaseCommand):
-    help = "Generate docs/errors.md from broker/errors.py (with --check: fail if it is out of date)."
+    help = "Generate docs/errors.md from wire/errors.py (with --check: fail if it is out of date)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--output", type=Path, default=DEFAULT_PATH, help=f"default: {DEFAULT_PATH}")

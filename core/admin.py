@@ -1,0 +1,225 @@
+"""Django admin for the shared models (certificates, API tokens) and the helpers every app's admin uses."""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+
+from core.models import ApiToken, Certificate, RevokedTicket
+
+logger = logging.getLogger(__name__)
+
+admin.site.site_header = "WVD control plane"
+admin.site.site_title = "WVD control plane"
+admin.site.index_title = "Administration"
+
+
+class ReadOnlyAdminMixin:
+    """Records written by the system (connections, sessions, certificates): viewable, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+def show_secrets_once(
+    model_admin: admin.ModelAdmin, request: HttpRequest, *, title: str, back_url: str, back_label: str
+) -> TemplateResponse:
+    """Render the messages queued in this request (they hold secrets) on a page of their own.
+
+    The default after an action or an add is a redirect, which parks the messages in a cookie or, when
+    they overflow it, in the session table: a secret would then sit in clear outside the response that
+    shows it. Rendering them in this very response consumes them, so nothing is stored anywhere.
+    """
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "content": format_html('<p><a class="button" href="{}">{}</a></p>', back_url, back_label),
+    }
+    response = TemplateResponse(request, "admin/base_site.html", context)
+    add_never_cache_headers(response)
+    return response
+
+
+@admin.register(Certificate)
+class CertificateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Certificates are only ever written by the CA (core/ca.py). A "revoke" action calling the CA's
+    # revoke() can be added to `actions`; give it a custom permission, since change is refused here.
+    list_display = ["common_name", "purpose", "serial_number", "not_before", "not_after", "is_revoked", "issued_at"]
+    list_filter = ["purpose", ("revoked_at", admin.EmptyFieldListFilter), "not_after", "issued_at"]
+    search_fields = ["common_name", "subject", "=serial_number", "=fingerprint_sha256"]
+    ordering = ["-issued_at", "-id"]
+    date_hierarchy = "issued_at"
+    list_select_related = ["renewed_by"]
+    fieldsets = [
+        (None, {"fields": ["common_name", "subject", "purpose", "serial_number", "fingerprint_sha256"]}),
+        ("Validity", {"fields": ["not_before", "not_after", "issued_at", "validity_state"]}),
+        ("Revocation and renewal", {"fields": ["revoked_at", "revocation_reason", "renewed_by", "renews_link"]}),
+        ("Certificate", {"fields": ["pem"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = ["validity_state", "renews_link"]
+
+    @admin.display(boolean=True, description="Revoked", ordering="revoked_at")
+    def is_revoked(self, certificate: Certificate) -> bool:
+        return certificate.is_revoked
+
+    @admin.display(description="State")
+    def validity_state(self, certificate: Certificate) -> str:
+        now = timezone.now()
+        if certificate.revoked_at is not None:
+            return f"Revoked {certificate.revoked_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if now < certificate.not_before:
+            return "Not valid yet"
+        if now >= certificate.not_after:
+            return "Expired"
+        return f"Valid, {(certificate.not_after - now).days} days left"
+
+    @admin.display(description="Renews")
+    def renews_link(self, certificate: Certificate) -> str:
+        previous = Certificate.objects.filter(renewed_by=certificate).first()
+        if previous is None:
+            return "-"
+        url = reverse("admin:wvdportal_certificate_change", args=[previous.pk])
+        return format_html('<a href="{}">{}</a>', url, previous)
+
+
+class ApiTokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("usable", "Usable"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "usable":
+            return queryset.usable()
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class ApiTokenCreationForm(forms.ModelForm):
+    """Issues a token through ApiToken.issue(), which makes the key; the admin never sees or sets its hash."""
+
+    lifetime_hours = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=24 * 365 * 5,
+        help_text="Leave empty for a token that does not expire.",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "description"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["lifetime_hours"].initial = int(settings.API_TOKEN_DEFAULT_LIFETIME.total_seconds() // 3600)
+
+    def save(self, commit: bool = True) -> ApiToken:
+        # The record is created here whatever `commit` says: issuing is one step that makes the key
+        # and stores its hash. The key rides on the instance for the one response that shows it.
+        hours = self.cleaned_data.get("lifetime_hours")
+        token, key = ApiToken.issue(
+            self.cleaned_data["user"],
+            description=self.cleaned_data["description"],
+            lifetime=timedelta(hours=hours) if hours else None,
+        )
+        token.issued_key = key
+        self.instance = token
+        self.save_m2m = lambda: None
+        return token
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "user", "description", "created_at", "expires_at", "last_used_at", "state"]
+    list_filter = [ApiTokenStateFilter, "created_at"]
+    search_fields = ["prefix", "description", "user__username", "user__email"]
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+    actions = ["revoke_tokens"]
+    add_form = ApiTokenCreationForm
+    fields = ["user", "description", "prefix", "state", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "prefix", "state", "created_at", "expires_at", "last_used_at", "revoked_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "description", "lifetime_hours"]
+        return self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        # On add the creation form has already issued (saved) the token.
+
+    def response_add(self, request, obj, post_url_continue=None):
+        logger.info("API token %s issued for %s by %s", obj.prefix, obj.user, request.user)
+        expiry = f"expires {obj.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if obj.expires_at else "does not expire"
+        messages.warning(
+            request,
+            format_html(
+                "API token for {}: <code>{}</code> ({}). Copy it now: it is not shown again.",
+                obj.user, obj.issued_key, expiry,
+            ),
+        )
+        return show_secrets_once(
+            self, request, title="API token issued",
+            back_url=reverse("admin:wvdportal_apitoken_change", args=[obj.pk]), back_label="Go to the token",
+        )
+
+    @admin.display(description="State")
+    def state(self, token: ApiToken) -> str:
+        if token.revoked_at is not None:
+            return "Revoked"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return "Expired"
+        return "Usable"
+
+    @admin.action(description="Revoke selected API tokens", permissions=["change"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            token.revoke()
+            self.log_change(request, token, "Revoked")
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
+
+
+
+@admin.register(RevokedTicket)
+class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Tickets refused before their expiry (core.tickets); rows go once the ticket would have expired."""
+
+    list_display = ["jti", "revoked_at", "expires_at"]
+    list_filter = ["revoked_at", "expires_at"]
+    search_fields = ["=jti"]
+    ordering = ["-revoked_at", "-id"]
+    date_hierarchy = "revoked_at"

@@ -1,0 +1,32 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate, pre_migrate
+
+
+def _suspend_rules(sender, using="default", **kwargs) -> None:
+    from core.dbrules import suspend_rules  # noqa: PLC0415 - the migration loader, only when migrate runs
+
+    suspend_rules(using)
+
+
+def _ensure_rules(sender, using="default", **kwargs) -> None:
+    from core.dbrules import ensure_rules  # noqa: PLC0415 - as above
+
+    ensure_rules(using)
+
+
+class CoreConfig(AppConfig):
+    """The control plane's credentials (CA and certificates, tickets, API tokens, sign-in) and the base
+    every app's REST API builds on.
+
+    The label stays ``wvdportal``: these tables, permissions and admin URLs were created under it when this
+    code lived in the project package, and a label is what the database knows an app by.
+    """
+
+    name = "core"
+    label = "wvdportal"
+    verbose_name = "Control plane"
+
+    def ready(self) -> None:
+        # Once per migrate run: the signals fire for every app, these only for ours.
+        pre_migrate.connect(_suspend_rules, sender=self, dispatch_uid="wvd-suspend-database-rules")
+        post_migrate.connect(_ensure_rules, sender=self, dispatch_uid="wvd-ensure-database-rules")

@@ -1,0 +1,121 @@
+"""Models shared by every app: issued certificates and API tokens."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from core.choices import CertificatePurpose
+from core.hashing import hash_secret
+
+API_TOKEN_PREFIX = "wvd_"
+
+
+class Certificate(models.Model):
+    """Every certificate our CA issued (and the CA's own)."""
+
+    serial_number = models.CharField(max_length=64, unique=True, help_text="Hexadecimal.")
+    subject = models.CharField(max_length=500)
+    common_name = models.CharField(max_length=255, db_index=True)
+    purpose = models.CharField(max_length=20, choices=CertificatePurpose.choices)
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField(db_index=True)
+    pem = models.TextField()
+    issued_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=200, blank=True)
+    renewed_by = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="renews"
+    )
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(not_after__gt=models.F("not_before")),
+                                   name="certificate_validity_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.common_name} ({self.get_purpose_display()}, {self.serial_number[:12]})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_valid_now(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and self.not_before <= now < self.not_after
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self) -> ApiTokenQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiToken(models.Model):
+    """A per-user bearer token for the API; only its hash is stored, the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    description = models.CharField(max_length=200, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise it.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user, *, description: str = "", lifetime: timedelta | None = None) -> tuple[ApiToken, str]:
+        """Create a token for ``user``; returns the record and the token text (never stored)."""
+        key = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires_at = timezone.now() + lifetime if lifetime else None
+        token = cls.objects.create(
+            user=user, description=description, key_hash=hash_secret(key), prefix=key[:12], expires_at=expires_at
+        )
+        return token, key
+
+    @classmethod
+    def authenticate(cls, key: str) -> ApiToken | None:
+        if not key.startswith(API_TOKEN_PREFIX) or len(key) > 200:
+            return None
+        return cls.objects.usable().select_related("user").filter(key_hash=hash_secret(key)).first()
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=self.revoked_at)
+
+
+class RevokedTicket(models.Model):
+    """A connection or host ticket refused before its expiry (core.tickets). Kept only until the
+    ticket expires anyway; a periodic task purges older rows."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-revoked_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ticket {self.jti}"

@@ -1,0 +1,37 @@
+"""Celery tasks of the control plane's core: thin wrappers over core.ca and core.tickets.
+
+Only transient failures (the database unreachable or dropping the connection) are retried; a CAError is
+final, so retrying could never help.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from core import ca, tickets
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": True, "retry_jitter": True, "max_retries": 5}
+
+
+@shared_task(**RETRY)
+def renew_expiring_certificates() -> int:
+    """Renew the server-side certificates that expire within CERTIFICATE_RENEWAL_WINDOW; returns how
+    many were renewed. Host-agent certificates (and host-rdp ones whose key lives on the host) are
+    logged as needing a new CSR; the host channel orders those renewals. A certificate revoked or
+    deleted between the query and its renewal is skipped; a retry never renews one twice."""
+    renewed, needs_csr = ca.renew_due_certificates()
+    if renewed or needs_csr:
+        logger.info("Certificate renewal: %d renewed, %d waiting for a new CSR", len(renewed), len(needs_csr))
+    return len(renewed)
+
+
+@shared_task(**RETRY)
+def purge_expired_ticket_revocations() -> int:
+    """Drop revocation rows of tickets that have expired anyway; returns how many. Rows deleted by
+    someone else meanwhile are simply not counted."""
+    return tickets.purge_expired_revocations()

@@ -1,0 +1,106 @@
+"""Run one control-plane instance: daphne serving the ASGI app and, on the same loop, the RD Gateway.
+
+Each `serve` process is an addressable gateway instance: it registers itself as a GatewayInstance and
+keeps that row fresh, and the broker sends session hosts to the instance that holds their client.
+Without Redis (the embedded default) it also runs the beat schedule on timers, calling the same task
+functions beat would.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from channels.routing import get_default_application
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from broker.gateways import register_instance, touch_instance
+from core import ca
+from core.environment import parse_listen
+from gateway.periodic import run_beat_schedule
+from gateway.relay import Rendezvous
+from gateway.server import GatewayConfig, GatewayServer
+from gateway.tls import server_ssl_context
+
+log = logging.getLogger("gateway.serve")
+
+
+class Command(BaseCommand):
+    help = "Serve the control plane (portal, API, feed, host channel) and the RD Gateway listener."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--listen", help="web host:port (default: WVD_WEB_LISTEN)")
+        parser.add_argument("--gateway-listen", help="RD Gateway host:port (default: WVD_GATEWAY_LISTEN)")
+        parser.add_argument("--no-gateway", action="store_true", help="serve the web side only")
+
+    def handle(self, *args, listen: str | None = None, gateway_listen: str | None = None,
+               no_gateway: bool = False, **options) -> None:
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
+        from twisted.internet import reactor
+
+        host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
+        gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
+                            else settings.GATEWAY_LISTEN)
+        instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
+        public_host = settings.GATEWAY_PUBLIC_HOST
+        public_host = f"[{public_host}]" if ":" in public_host else public_host
+        relay_url = settings.GATEWAY_RELAY_URL or f"https://{public_host}:{settings.GATEWAY_PUBLIC_PORT}"
+        gateway = None if no_gateway else self.prepare_gateway(instance_name, relay_url)
+
+        def started() -> None:
+            loop = asyncio.get_event_loop()  # daphne made the reactor's loop the current one
+            if gateway is not None:
+                loop.create_task(self.run_gateway(gateway, gw_host, gw_port, reactor))
+            if not settings.REDIS_URL:
+                loop.create_task(run_beat_schedule())
+
+        self.stdout.write(f"Serving on http://{host}:{port}/ (admin /admin/, API /api/v1/, docs /api/docs/)")
+        if gateway is not None:
+            self.stdout.write(f"RD Gateway on https://{gw_host}:{gw_port}/remoteDesktopGateway/ "
+                              f"(instance {instance_name}, hosts dial {relay_url})")
+        Server(
+            application=get_default_application(),  # settings.ASGI_APPLICATION: every app's routes
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            signal_handlers=True,
+            action_logger=None,
+            http_timeout=None,
+            websocket_timeout=86400,
+            ping_interval=20,
+            ping_timeout=30,
+            ready_callable=started,
+        ).run()
+
+    def prepare_gateway(self, instance_name: str, relay_url: str):
+        """Everything that needs the database before the loop runs: CA, TLS, the instance row."""
+        ca.ensure_ca()
+        try:
+            ssl_context = server_ssl_context()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        register_instance(
+            instance_name, settings.GATEWAY_PUBLIC_HOST, settings.GATEWAY_PUBLIC_PORT, relay_url,
+            region=settings.GATEWAY_REGION,
+        )
+        config = GatewayConfig(instance_name=instance_name,
+                               host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT)
+        # The one rendezvous both halves of every connection of this process meet in.
+        return GatewayServer(config, Rendezvous(), ssl_context)
+
+    async def run_gateway(self, gateway, host: str, port: int, reactor) -> None:
+        try:
+            await gateway.start(host, port)
+        except OSError as exc:
+            log.critical("RD Gateway cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
+            reactor.stop()
+            return
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: asyncio.ensure_future(gateway.stop()))
+        touch = sync_to_async(touch_instance, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.GATEWAY_INSTANCE_HEARTBEAT)
+            try:
+                await touch(gateway.config.instance_name)
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the gateway
+                log.exception("could not refresh this gateway instance's row")

@@ -1,0 +1,64 @@
+"""Django admin for what the host channel reaches: the user sessions agents report, and the actions that
+act on them through the channel (log off, disconnect, send a message)."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from broker.models import UserSession
+from core.admin import ReadOnlyAdminMixin
+from hostagent.commands import disconnect_user_session, log_off_user_session, send_message_to_user_session
+
+# How long an admin action waits for the agent's answer before reporting a timeout.
+ADMIN_COMMAND_TIMEOUT = 15.0
+
+
+class UserSessionActionForm(ActionForm):
+    title = forms.CharField(max_length=100, required=False, label="Message title")
+    text = forms.CharField(max_length=2000, required=False, label="Message text")
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Sessions are the agent's report; the admin acts on them through the host channel."""
+
+    list_display = ["username", "session_host", "session_id", "state", "started_at", "updated_at"]
+    list_filter = ["state", "session_host__host_pool", "started_at"]
+    search_fields = ["username", "user__username", "session_host__name"]
+    ordering = ["session_host__name", "session_id"]
+    list_select_related = ["session_host", "user"]
+    action_form = UserSessionActionForm
+    actions = ["log_off", "disconnect", "send_message"]
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        # The records stay read-only; acting on the sessions needs the model's change permission.
+        return request.user.has_perm("broker.change_usersession")
+
+    def _report(self, request: HttpRequest, session: UserSession, result) -> None:
+        level = messages.SUCCESS if result.ok else messages.WARNING
+        self.message_user(request, f"{session}: {result.status}{' - ' + result.message if result.message else ''}",
+                          level)
+
+    @admin.action(description="Log off the selected sessions", permissions=["manage"])
+    def log_off(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
+        for session in queryset:
+            self._report(request, session, log_off_user_session(session, timeout=ADMIN_COMMAND_TIMEOUT))
+
+    @admin.action(description="Disconnect the selected sessions", permissions=["manage"])
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
+        for session in queryset:
+            self._report(request, session, disconnect_user_session(session, timeout=ADMIN_COMMAND_TIMEOUT))
+
+    @admin.action(description="Send a message (type the title and text above)", permissions=["manage"])
+    def send_message(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
+        text = request.POST.get("text", "").strip()
+        if not text:
+            self.message_user(request, "Type the message text first.", messages.ERROR)
+            return
+        title = request.POST.get("title", "").strip()[:100]
+        for session in queryset:
+            self._report(request, session, send_message_to_user_session(
+                session, title, text[:2000], timeout=ADMIN_COMMAND_TIMEOUT))
