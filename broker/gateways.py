@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from broker.choices import ConnectionState, EndReason
 from broker.models import Connection, GatewayInstance
 
 
@@ -12,9 +11,7 @@ def register_instance(name: str, public_host: str, public_port: int, relay_url: 
     """Create or refresh this instance's row at start-up."""
     now = timezone.now()
     # Connections this instance held before it restarted are over: their relays died with the process.
-    Connection.objects.filter(gateway_instance__name=name, ended_at__isnull=True).exclude(
-        state=ConnectionState.FAILED
-    ).update(state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN, ended_at=now)
+    Connection.objects.filter(gateway_instance__name=name).ended_with_instance()
     instance, _ = GatewayInstance.objects.update_or_create(
         name=name,
         defaults={"public_host": public_host, "public_port": public_port, "relay_url": relay_url,

@@ -9,9 +9,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
+from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from broker import verdicts
 from broker.choices import (
     ConnectionState,
     EndReason,
@@ -21,7 +23,9 @@ from broker.choices import (
     SessionHostStatus,
     UserSessionState,
 )
+from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
 from core.hashing import hash_secret
+from wire.errors import ErrorCode, describe
 
 # Names that end up in .rdp files and URLs: letters, digits, dot, dash, underscore.
 name_validator = RegexValidator(
@@ -75,9 +79,6 @@ class HostPool(models.Model):
         return self.name
 
     def clean(self) -> None:
-        # A local import: the pure validation module is needed by this method only.
-        from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
-
         errors = {}
         if self.pk is not None:
             stored = HostPool.objects.filter(pk=self.pk).values_list("pool_type", flat=True).first()
@@ -271,6 +272,130 @@ class GatewayInstance(models.Model):
         return f"{self.name} ({self.public_host}:{self.public_port})"
 
 
+# States in which a connection is still being set up: its client waits for a host.
+SETTING_UP = (ConnectionState.STARTED, ConnectionState.CONNECTING)
+
+
+class ConnectionQuerySet(models.QuerySet):
+    """The lifecycle of a Connection, the only way its rows are written (DESIGN.md, "Layers").
+
+    Each transition is one conditional UPDATE over the rows of this queryset that may still take it, and
+    returns how many did, so two writers racing for one row cannot both win (the loser sees 0). The one
+    rule for "still open" is ``ended_at IS NULL``: every end (ENDED or FAILED) sets it, nothing clears it,
+    and no transition moves a row that has it to another state (checkpoints and byte counts are still
+    recorded: they are facts about what happened).
+
+        (created) ──admit──> STARTED ──reserve──> CONNECTING ──relay_started──> CONNECTED ──finish──> ENDED
+              │                 │                      │ host_notified, host_connected  │
+              └─refuse─> FAILED <───────fail───────────┴───────────────────────────────┘
+                                    (ended_with_instance: any open one but a failure -> ENDED)
+    """
+
+    # --- what may still change -----------------------------------------------------------------
+
+    def still_open(self) -> ConnectionQuerySet:
+        return self.filter(ended_at__isnull=True)
+
+    def being_set_up(self) -> ConnectionQuerySet:
+        """Open, and its client still waits for a host (the relay has not started)."""
+        return self.still_open().filter(state__in=SETTING_UP)
+
+    # --- step 6: the gateway checked the client's ticket ----------------------------------------
+
+    def admit(self, **fields) -> Connection:
+        """A new connection whose ticket was accepted (STARTED; created_at = ticket_accepted_at)."""
+        now = timezone.now()
+        return self.create(**fields, state=ConnectionState.STARTED, created_at=now, ticket_accepted_at=now)
+
+    def refuse(self, code: str, message: str, **fields) -> Connection:
+        """A connection refused at the door (a bad ticket, a user or pool gone): recorded as failed, so
+        support can find it by its activity id."""
+        now = timezone.now()
+        return self.create(**fields, created_at=now, **_failure(ErrorCode(code), message, now, detailed=False))
+
+    # --- steps 6-10 -----------------------------------------------------------------------------
+
+    def lock(self) -> int:
+        """Take the write lock of these rows for the rest of the transaction, before reading them (a
+        write that changes nothing: on SQLite it takes the database's write lock before any read, so
+        concurrent placements queue on the busy timeout instead of failing "database is locked")."""
+        return self.update(state=F("state"))
+
+    def record_client_name(self, client_name: str) -> int:
+        return self.update(client_name=client_name[:255])
+
+    def reserve(self, session_host: SessionHost) -> int:
+        """Step 7: placement chose ``session_host`` (STARTED -> CONNECTING). Placement holds the row."""
+        return self.still_open().filter(state=ConnectionState.STARTED).update(
+            state=ConnectionState.CONNECTING, session_host=session_host, host_selected_at=timezone.now()
+        )
+
+    def host_notified(self) -> int:
+        """The connect order went out (once)."""
+        return self.filter(host_notified_at__isnull=True).update(host_notified_at=timezone.now())
+
+    def host_connected(self) -> int:
+        """The host's agent dialled in (once)."""
+        return self.filter(host_connected_at__isnull=True).update(host_connected_at=timezone.now())
+
+    def relay_started(self) -> int:
+        """The client was told its channel is open (-> CONNECTED). Not for a connection that has ended:
+        the relay's end may be recorded first (a quick host)."""
+        return self.still_open().update(state=ConnectionState.CONNECTED, relay_started_at=timezone.now())
+
+    # --- the ends -------------------------------------------------------------------------------
+
+    def fail(self, code: str, detail: str = "") -> int:
+        """Fail the open ones with a documented error code (wire/errors.py; any other is a programming
+        error: ValueError) and a detail for the admin. Their waiting clients hear of it at once
+        (broker/verdicts.py), after the commit."""
+        code = ErrorCode(code)
+        open_rows = self.still_open()
+        announce = list(open_rows.values_list("activity_id", "gateway_instance_id"))
+        failed = open_rows.update(**_failure(code, detail, timezone.now()))
+        if failed:
+            transaction.on_commit(lambda: [verdicts.announce(str(activity), instance)
+                                           for activity, instance in announce])
+        return failed
+
+    def finish(self, ended_by: str, bytes_client_to_host: int, bytes_host_to_client: int) -> int:
+        """Step 12: the relay ended (``ended_by`` is an EndReason): ENDED with the bytes each way. A
+        connection that had already failed keeps its error and gets the bytes seen. Returns how many
+        ended here."""
+        counts = {"bytes_client_to_host": bytes_client_to_host, "bytes_host_to_client": bytes_host_to_client}
+        # CONNECTING too: the relay can end before its start is recorded.
+        ended = self.still_open().filter(state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED)).update(
+            state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=EndReason(ended_by), **counts
+        )
+        if not ended:
+            self.update(**counts)  # ended before its relay started (a failed setup): keep its error
+        return ended
+
+    def ended_with_instance(self) -> int:
+        """The gateway instance that held them went away (restarted, or seen gone): their relays died
+        with it."""
+        return self.still_open().exclude(state=ConnectionState.FAILED).update(
+            state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN, ended_at=timezone.now()
+        )
+
+
+def failure_message(code: str, detail: str = "") -> str:
+    """What a connection failed with ``code`` says: the code's documented message, the detail after it."""
+    return (describe(code).message + (f" ({detail})" if detail else ""))[:2000]
+
+
+def _failure(code: ErrorCode, detail: str, now: datetime, *, detailed: bool = True) -> dict:
+    """The fields of a failure; the message is ``failure_message``, or (not ``detailed``) the detail
+    alone: a refusal's own sentence."""
+    return {
+        "state": ConnectionState.FAILED,
+        "error_code": code,
+        "error_message": failure_message(code, detail) if detailed else (detail or describe(code).message)[:2000],
+        "ended_at": now,
+        "end_reason": EndReason.CLIENT_CLOSED if code == ErrorCode.ConnectionFailedClientDisconnect else EndReason.ERROR,
+    }
+
+
 class Connection(models.Model):
     """One attempt to connect (an 'activity'), with a checkpoint per step of the sequence."""
 
@@ -308,6 +433,8 @@ class Connection(models.Model):
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
     error_code = models.CharField(max_length=80, blank=True, db_index=True)
     error_message = models.TextField(blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

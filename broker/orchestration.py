@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 
-from django.utils import timezone
-
 from broker.choices import ConnectionState
 from broker.hostbus import send_to_host
 from broker.models import Connection, GatewayInstance
@@ -48,9 +46,7 @@ def orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:
         {"activity_id": activity_id, "relay_url": relay_url_for(instance, activity_id), "host_ticket": ticket},
     )
     send_to_host(result.session_host_id, order)
-    Connection.objects.filter(pk=connection_id, host_notified_at__isnull=True).update(
-        host_notified_at=timezone.now()
-    )
+    Connection.objects.filter(pk=connection_id).host_notified()
     log.info("connection %s: connect order sent to host %s via %s", activity_id, result.session_host_id,
              instance.name)
     return result

@@ -29,19 +29,18 @@ from enum import StrEnum
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from broker.choices import (
     ConnectionState,
-    EndReason,
     LoadBalancer,
     PersonalAssignment,
     SessionHostStatus,
     UserSessionState,
 )
-from broker.models import Connection, HostPool, SessionHost, UserSession
-from wire.errors import ErrorCode, describe
+from broker.models import Connection, HostPool, SessionHost, UserSession, failure_message
+from wire.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +124,7 @@ def release_reservation(
     """
     code = ErrorCode(reason)  # An unknown code is a programming error: ValueError.
     pk = connection.pk if isinstance(connection, Connection) else int(connection)
-    end_reason = EndReason.CLIENT_CLOSED if code == ErrorCode.ConnectionFailedClientDisconnect else EndReason.ERROR
-    released = Connection.objects.filter(
-        pk=pk, state__in=(ConnectionState.STARTED, ConnectionState.CONNECTING), ended_at__isnull=True
-    ).update(**_failed_fields(code, detail, end_reason))
+    released = Connection.objects.filter(pk=pk).being_set_up().fail(code, detail)
     if released:
         logger.info("connection %s released: %s", pk, code)
     return released == 1
@@ -152,10 +148,9 @@ def expire_stale_reservations() -> list[int]:
             .values_list("pk", flat=True)
         )
         if stale:
-            Connection.objects.filter(pk__in=stale).update(
-                **_failed_fields(ErrorCode.ConnectionFailedReverseConnectTimeout,
-                                 f"No reverse connection within {_seconds(reservation_timeout())}.",
-                                 EndReason.ERROR)
+            Connection.objects.filter(pk__in=stale).fail(
+                ErrorCode.ConnectionFailedReverseConnectTimeout,
+                f"No reverse connection within {_seconds(reservation_timeout())}.",
             )
     if stale:
         logger.warning("expired %d stale reservation(s): connections %s", len(stale), stale[:20])
@@ -168,7 +163,7 @@ def _place(pk: int) -> PlacementResult:
     # Write first: this locks the connection's row, so one connection is placed once at a time, and on
     # SQLite it takes the database write lock before any read, so concurrent placements queue on the
     # busy timeout (a transaction that read first could only fail with "database is locked").
-    if not Connection.objects.filter(pk=pk).update(state=F("state")):
+    if not Connection.objects.filter(pk=pk).lock():
         return PlacementResult(pk, error_code=ErrorCode.InternalError,
                                error_message="The connection record no longer exists.")
     conn = Connection.objects.select_related("host_pool", "user").get(pk=pk)
@@ -193,7 +188,7 @@ def _place(pk: int) -> PlacementResult:
         return _fail(conn, refusal.code, refusal.detail)
 
     # The reservation. The row is still STARTED: this transaction has held it since its first write.
-    Connection.objects.filter(pk=pk).update(state=ConnectionState.CONNECTING, session_host=host, host_selected_at=now)
+    Connection.objects.filter(pk=pk).reserve(host)
     return PlacementResult(pk, session_host_id=host.pk, route=route)
 
 
@@ -354,21 +349,9 @@ def _seconds(delta: timedelta) -> str:
     return _count(int(delta.total_seconds()), "second")
 
 
-def _failed_fields(code: ErrorCode, detail: str, end_reason: str) -> dict:
-    message = describe(code).message + (f" ({detail})" if detail else "")
-    return {
-        "state": ConnectionState.FAILED,
-        "error_code": code,
-        "error_message": message,
-        "ended_at": timezone.now(),
-        "end_reason": end_reason,
-    }
-
-
 def _fail(conn: Connection, code: ErrorCode, detail: str) -> PlacementResult:
-    fields = _failed_fields(code, detail, EndReason.ERROR)
-    Connection.objects.filter(pk=conn.pk).update(**fields)  # Still STARTED: _place holds the row.
-    return PlacementResult(conn.pk, error_code=code, error_message=fields["error_message"])
+    Connection.objects.filter(pk=conn.pk).fail(code, detail)  # Still STARTED: _place holds the row.
+    return PlacementResult(conn.pk, error_code=code, error_message=failure_message(code, detail))
 
 
 def _recorded_outcome(conn: Connection) -> PlacementResult:

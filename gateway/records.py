@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
 from broker.models import Connection, GatewayInstance, HostPool
 from broker.placement import release_reservation
+from broker.tasks import orchestrate_connection
 from core.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
 from gateway.relay import RelayResult, Side
 from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
@@ -66,41 +66,27 @@ def _instance(name: str) -> GatewayInstance | None:
 
 def admit(paa_token: str, client_address: str, instance_name: str) -> Admission | Refusal:
     """Step 6: check the client's ticket and open its Connection record (a refusal is recorded too)."""
-    now = timezone.now()
+    where = dict(client_address=_client_ip(client_address), gateway_instance=_instance(instance_name))
     try:
         ticket = verify_connection_ticket(paa_token)
     except TicketRefused as refused:
         code = TICKET_REFUSAL_CODES.get(refused.reason_code, ErrorCode.ConnectionFailedTicketInvalid)
-        connection = Connection.objects.create(
-            client_address=_client_ip(client_address), gateway_instance=_instance(instance_name),
-            state=ConnectionState.FAILED, created_at=now, ended_at=now, end_reason=EndReason.ERROR,
-            error_code=code, error_message=refused.message,
-        )
+        connection = Connection.objects.refuse(code, refused.message, **where)
         return refusal_for(code, refused.message, str(connection.activity_id))
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()
-    fields = dict(
-        created_at=now, username=ticket.username, application_group_id=ticket.application_group_id,
-        resource_name=ticket.resource, host_pool_id=ticket.host_pool_id,
-        gateway_instance=_instance(instance_name), client_address=_client_ip(client_address),
-    )
+    fields = dict(where, username=ticket.username, application_group_id=ticket.application_group_id,
+                  resource_name=ticket.resource, host_pool_id=ticket.host_pool_id)
     if user is None:
         code = ErrorCode.ConnectionFailedUserNotAuthorized
         message = "This account no longer exists or is disabled."
-        connection = Connection.objects.create(
-            **fields, state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
-            error_code=code, error_message=message,
-        )
+        connection = Connection.objects.refuse(code, message, **fields)
         return refusal_for(code, message, str(connection.activity_id))
     if not HostPool.objects.filter(pk=ticket.host_pool_id).exists():  # deleted since: a clear refusal
         code = ErrorCode.ConnectionFailedResourceNotFound
         message = "The host pool of this resource no longer exists."
-        fields["host_pool_id"] = None
-        connection = Connection.objects.create(
-            **fields, user=user, state=ConnectionState.FAILED, ended_at=now, end_reason=EndReason.ERROR,
-            error_code=code, error_message=message,
-        )
+        connection = Connection.objects.refuse(code, message, **dict(fields, host_pool_id=None), user=user)
         return refusal_for(code, message, str(connection.activity_id))
-    connection = Connection.objects.create(**fields, user=user, ticket_accepted_at=now)
+    connection = Connection.objects.admit(**fields, user=user)
     return Admission(connection_pk=connection.pk, activity_id=str(connection.activity_id), ticket=ticket)
 
 
@@ -117,10 +103,8 @@ def _requested_name(resource: str) -> str:
 def request_channel(connection_pk: int, resources: tuple[str, ...], port: int, client_name: str,
                     instance_name: str) -> Refusal | None:
     """Step 6-7: the channel must name the ticket's pool; then hand orchestration to the broker."""
-    from broker.tasks import orchestrate_connection  # noqa: PLC0415 - the task module imports the hostagent app
-
     connection = Connection.objects.select_related("host_pool").get(pk=connection_pk)
-    Connection.objects.filter(pk=connection_pk).update(client_name=client_name[:255])
+    Connection.objects.filter(pk=connection_pk).record_client_name(client_name)
     pool_name = connection.host_pool.name.lower() if connection.host_pool else ""
     if not resources or _requested_name(resources[0]) != pool_name:
         code = ErrorCode.ConnectionFailedResourceMismatch
@@ -162,52 +146,31 @@ def client_left(connection_pk: int) -> Refusal:
 
 def fail(connection_pk: int, code: str, message: str) -> None:
     """Fail a connection during setup (nothing happens to one that already ended)."""
-    if not release_reservation(connection_pk, code, message):
-        Connection.objects.filter(pk=connection_pk, ended_at__isnull=True).update(
-            state=ConnectionState.FAILED, error_code=code, error_message=message[:2000],
-            end_reason=EndReason.ERROR, ended_at=timezone.now(),
-        )
+    Connection.objects.filter(pk=connection_pk).fail(code, message)
 
 
 def fail_activity(activity_id: str, code: str, message: str) -> None:
-    pk = Connection.objects.filter(activity_id=activity_id).values_list("pk", flat=True).first()
-    if pk is not None:
-        fail(pk, code, message)
+    Connection.objects.filter(activity_id=activity_id).fail(code, message)
 
 
 def mark_host_connected(activity_id: str) -> int | None:
     """The agent's reverse connection arrived; returns the connection's pk."""
-    now = timezone.now()
-    Connection.objects.filter(activity_id=activity_id, host_connected_at__isnull=True).update(
-        host_connected_at=now
-    )
+    Connection.objects.filter(activity_id=activity_id).host_connected()
     return Connection.objects.filter(activity_id=activity_id).values_list("pk", flat=True).first()
 
 
 def mark_relay_started(connection_pk: int) -> None:
-    # Not for a connection that already ended: the relay's end may be recorded first (a quick host).
-    Connection.objects.filter(pk=connection_pk, ended_at__isnull=True).update(
-        relay_started_at=timezone.now(), state=ConnectionState.CONNECTED
-    )
+    Connection.objects.filter(pk=connection_pk).relay_started()
+
+
+END_REASONS = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED, None: EndReason.GATEWAY_SHUTDOWN}
 
 
 def finish(result: RelayResult) -> None:
     """Step 12: the end reason, bytes each way and the end time, once per connection."""
-    end_reason = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED,
-                  None: EndReason.GATEWAY_SHUTDOWN}[result.ended_by]
-    # CONNECTING too: the relay can end before its start is recorded. A failed setup has ended_at set.
-    updated = Connection.objects.filter(
-        activity_id=result.connection_id, ended_at__isnull=True,
-        state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED),
-    ).update(
-        state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=end_reason,
-        bytes_client_to_host=result.bytes_client_to_host, bytes_host_to_client=result.bytes_host_to_client,
+    Connection.objects.filter(activity_id=result.connection_id).finish(
+        END_REASONS[result.ended_by], result.bytes_client_to_host, result.bytes_host_to_client
     )
-    if not updated:
-        # Ended before the relay started (a failed setup): keep its error, add the bytes seen.
-        Connection.objects.filter(activity_id=result.connection_id).update(
-            bytes_client_to_host=result.bytes_client_to_host, bytes_host_to_client=result.bytes_host_to_client,
-        )
     log.info("connection %s ended by %s: %s (%d bytes up, %d down)", result.connection_id,
              result.ended_by.value if result.ended_by else "gateway", result.reason,
              result.bytes_client_to_host, result.bytes_host_to_client)

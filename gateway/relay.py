@@ -165,14 +165,17 @@ class Rendezvous:
     def get(self, connection_id: str) -> Relay | None:
         return self._relays.get(connection_id)
 
-    async def wait_paired(self, relay: Relay, timeout: float) -> bool:
-        """Wait until both ends are attached; False on timeout or when the relay ended first."""
-        waiters = {asyncio.ensure_future(relay.paired.wait()), asyncio.ensure_future(relay.ended.wait())}
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+    async def wait_paired(self, relay: Relay, timeout: float, *also: asyncio.Event) -> bool:
+        """Wait until both ends are attached; False on timeout, when the relay ended first, or when one
+        of the ``also`` events (another reason to look) was set first."""
+        events = (relay.paired, relay.ended, *also)
+        if not any(event.is_set() for event in events):
+            waiters = {asyncio.ensure_future(event.wait()) for event in events}
+            try:
+                await asyncio.wait(waiters, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
         return relay.paired.is_set() and not relay.is_ended
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from broker import verdicts
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError
 from gateway.relay import RelayResult, Rendezvous
@@ -40,7 +41,12 @@ HEAD_TIMEOUT = 10.0  # seconds for the client to send its HTTP request head
 class GatewayConfig:
     instance_name: str
     host_arrival_timeout: float  # seconds the client waits for its session host's reverse connection
-    poll_interval: float = 0.2  # seconds between checks of the broker's verdict while it waits
+    # Its GatewayInstance row: the broker announces verdicts to this instance's group (broker/verdicts.py).
+    # None (tests of the listener alone): only verdicts reached in this process wake a waiting client.
+    instance_id: int | None = None
+    # The broker's verdict wakes a waiting client (broker/verdicts.py); this often it is read anyway, in
+    # case an announcement was lost.
+    verdict_check_interval: float = verdicts.SAFETY_POLL_INTERVAL
     setup_idle_timeout: float = 30.0  # seconds of client silence allowed while setup waits on the client
     legacy_pair_timeout: float = 30.0  # seconds half of a legacy RDG_OUT_DATA/RDG_IN_DATA pair waits
 
@@ -56,11 +62,14 @@ class GatewayServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._reports: set[asyncio.Future] = set()
+        self._verdicts: asyncio.Task | None = None
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         # Plain TCP (no context) is for tests and for TLS terminated in front of the gateway.
         tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": 15} if self.ssl_context is not None else {}
         self._server = await asyncio.start_server(self._accept, host, port, limit=READ_SIZE, **tls)
+        if self.config.instance_id is not None:
+            self._verdicts = asyncio.ensure_future(verdicts.listen(self.config.instance_id))
         log.info("RD Gateway listening on %s:%s (instance %s)", host, port, self.config.instance_name)
         return self._server
 
@@ -126,6 +135,8 @@ class GatewayServer:
         """Stop listening, end every relay and client task, and wait until their ends are recorded."""
         if self._server is not None:
             self._server.close()
+        if self._verdicts is not None:
+            self._verdicts.cancel()
         for connection_id in list(self.rendezvous._relays):  # noqa: SLF001 - our own registry
             relay = self.rendezvous.get(connection_id)
             if relay is not None:

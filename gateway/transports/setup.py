@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 
+from broker import verdicts
 from gateway import records
 from gateway.relay import Relay, RelayEnd, RelayError, RelayResult, Side
 
@@ -81,30 +82,37 @@ class ClientSetup:
         """Steps 7-9: ``request`` (blocking, run in a thread) checks the target and hands orchestration to
         the broker; then wait for the host's reverse connection, calling ``keepalive`` now and then.
         A refusal is already recorded; the caller answers the client and then calls ``abandon``."""
+        admission = self._admitted()
+        # Listen before asking: the broker may decide while ``request`` still runs (in process, eagerly).
+        verdict = verdicts.waiters.register(admission.activity_id)
         try:
             refusal = await in_thread(request)()
             if refusal is None:
-                refusal = await self._wait_for_host(keepalive)
+                refusal = await self._wait_for_host(verdict, keepalive)
         except Exception:  # noqa: BLE001 - the database or broker failed: answer rather than leave it waiting
             log.exception("setting up connection %s failed", self.activity_id)
             refusal = await self._internal_error()
+        finally:
+            verdicts.waiters.unregister(admission.activity_id, verdict)
         if refusal is not None:
             log.info("refused channel for %s: %s (%s)", self.client_address, refusal.code, refusal.activity_id)
         return refusal
 
-    async def _wait_for_host(self, keepalive: Callable[[], None]) -> records.Refusal | None:
-        """Wait for the host's reverse connection; fail fast when the broker already gave up."""
+    async def _wait_for_host(self, verdict: asyncio.Event, keepalive: Callable[[], None]) -> records.Refusal | None:
+        """Wait for the host's reverse connection, the broker's verdict (``verdict`` is set when one is
+        announced, broker/verdicts.py) or the deadline, whichever comes first."""
         relay, admission = self.relay, self._admitted()
         assert relay is not None  # open_relay came first
         config = self.server.config
         loop = asyncio.get_running_loop()
         deadline = loop.time() + config.host_arrival_timeout
         next_ping = loop.time() + PING_INTERVAL
+        next_check = loop.time() + config.verdict_check_interval
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if now >= deadline:
                 return await in_thread(records.host_did_not_arrive)(admission.connection_pk)
-            await self.server.rendezvous.wait_paired(relay, min(config.poll_interval, remaining))
+            await self.server.rendezvous.wait_paired(relay, min(deadline, next_ping, next_check) - now, verdict)
             if relay.paired.is_set():
                 return None  # the host arrived (even if it has hung up since: the transport closes then)
             if relay.is_ended:
@@ -116,9 +124,13 @@ class ClientSetup:
                 outcome = await in_thread(records.setup_outcome)(admission.connection_pk)
                 return outcome or records.refusal_for(records.ErrorCode.InternalError, relay.result.reason
                                                       if relay.result else "", admission.activity_id)
-            outcome = await in_thread(records.setup_outcome)(admission.connection_pk)
-            if outcome is not None:
-                return outcome
+            if verdict.is_set() or loop.time() >= next_check:
+                # Announced, or the safety net's turn (an announcement can be lost): read it once.
+                verdict.clear()
+                next_check = loop.time() + config.verdict_check_interval
+                outcome = await in_thread(records.setup_outcome)(admission.connection_pk)
+                if outcome is not None:
+                    return outcome
             if loop.time() >= next_ping:
                 keepalive()
                 next_ping = loop.time() + PING_INTERVAL

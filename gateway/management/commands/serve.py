@@ -80,11 +80,11 @@ class Command(BaseCommand):
             ssl_context = server_ssl_context()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
-        register_instance(
+        instance = register_instance(
             instance_name, settings.GATEWAY_PUBLIC_HOST, settings.GATEWAY_PUBLIC_PORT, relay_url,
             region=settings.GATEWAY_REGION,
         )
-        config = GatewayConfig(instance_name=instance_name,
+        config = GatewayConfig(instance_name=instance_name, instance_id=instance.pk,
                                host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT)
         # The one rendezvous both halves of every connection of this process meet in.
         return GatewayServer(config, Rendezvous(), ssl_context)

@@ -1,0 +1,219 @@
+"""The broker's verdict reaches a waiting client by message, not by polling (broker/verdicts.py).
+
+A client waits in the gateway for its session host; when the broker fails the connection meanwhile
+(placement, the reservation expiry, an order that could not be delivered), the waiting setup is woken
+directly when the broker runs in the same process and over the channel layer when it does not. A slow
+re-read of the verdict remains only as a safety net for a lost message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection as db_connection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosedError
+
+from broker import verdicts
+from broker.choices import ConnectionState
+from broker.models import GatewayInstance
+from broker.placement import expire_stale_reservations
+from tests.connector.gatewaybed import (  # noqa: F401  (fixtures)
+    INSTANCE_NAME,
+    RECEIVE_TIMEOUT,
+    Bed,
+    bed,
+    concurrent_sqlite,
+    db,
+    eager_tasks,
+    estate_rows,
+    gateway_ssl,
+    in_memory_channel_layer,
+)
+
+ACTIVITY = "6f1c5a1e-8d4b-4a53-9d1e-0c4f1f0e2a11"
+# Longer than any test here may take: a client answered sooner was woken, not found by a poll.
+NEVER = 600.0
+
+
+# --- the registry of waiters in one process -------------------------------------------------------
+
+
+async def test_a_waiter_is_woken_from_another_thread():
+    registry = verdicts.Waiters()
+    event = registry.register(ACTIVITY)
+    woken = await asyncio.to_thread(registry.wake, ACTIVITY)
+    await asyncio.wait_for(event.wait(), RECEIVE_TIMEOUT)
+    assert woken is True
+
+
+async def test_waking_an_activity_nobody_waits_for_here_says_so():
+    registry = verdicts.Waiters()
+    assert registry.wake(ACTIVITY) is False
+    event = registry.register(ACTIVITY)
+    registry.unregister(ACTIVITY, event)
+    assert registry.wake(ACTIVITY) is False and len(registry) == 0
+
+
+async def test_a_late_unregister_does_not_remove_a_newer_waiter():
+    registry = verdicts.Waiters()
+    old = registry.register(ACTIVITY)
+    new = registry.register(ACTIVITY)
+    registry.unregister(ACTIVITY, old)
+    assert registry.wake(ACTIVITY) is True
+    await asyncio.wait_for(new.wait(), RECEIVE_TIMEOUT)
+
+
+# --- across processes: the instance's group on the channel layer ----------------------------------
+
+
+async def announce_until_woken(event: asyncio.Event, activity_id: str, instance_id: int) -> None:
+    """Announce until the listener (which joins its group once it runs) has woken ``event``."""
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        while not event.is_set():
+            await sync_to_async(verdicts.announce, thread_sensitive=False)(activity_id, instance_id)
+            try:
+                await asyncio.wait_for(event.wait(), 0.2)
+            except TimeoutError:
+                pass
+
+
+async def test_an_announcement_reaches_a_waiter_in_another_process_through_its_instances_group(
+        in_memory_channel_layer):
+    elsewhere = verdicts.Waiters()  # the waiters of the gateway process holding the client
+    listener = asyncio.ensure_future(verdicts.listen(7, elsewhere))
+    try:
+        event = elsewhere.register(ACTIVITY)
+        await announce_until_woken(event, ACTIVITY, 7)  # this process has no such waiter: over the layer
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_the_listener_ignores_malformed_messages_and_goes_on(in_memory_channel_layer, caplog):
+    elsewhere = verdicts.Waiters()
+    listener = asyncio.ensure_future(verdicts.listen(8, elsewhere))
+    try:
+        await announce_until_woken(elsewhere.register(ACTIVITY), ACTIVITY, 8)  # the listener is in its group
+        event = elsewhere.register(ACTIVITY)
+        layer = get_channel_layer()
+        with caplog.at_level(logging.WARNING, logger="broker.verdicts"):
+            for junk in ({"type": "connection.verdict", "activity_id": "../../etc"},
+                         {"type": "connection.verdict", "activity_id": 12},
+                         {"type": "something.else", "activity_id": ACTIVITY}):
+                await layer.group_send(verdicts.instance_group(8), junk)
+            await announce_until_woken(event, ACTIVITY, 8)
+        assert "ignored a malformed message" in caplog.text
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+def test_an_announcement_the_channel_layer_cannot_carry_is_logged_not_raised(monkeypatch, caplog):
+    def broken_layer():
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(verdicts, "get_channel_layer", broken_layer)
+    with caplog.at_level(logging.WARNING, logger="broker.verdicts"):
+        verdicts.announce(ACTIVITY, 3)
+    assert "could not announce the verdict" in caplog.text
+
+
+# --- a waiting client ------------------------------------------------------------------------------
+
+pytestmark_db = pytest.mark.django_db(transaction=True)
+
+
+def wst_url(bed: Bed) -> str:
+    return f"ws://127.0.0.1:{bed.port}/remoteDesktopGateway/"
+
+
+async def refused_close(bed: Bed, during) -> tuple[int, str]:
+    """Connect over the raw WebSocket transport, let ``during`` run once the host is reserved, and return
+    the close code and reason the client is answered with."""
+    async with ws_connect(wst_url(bed), additional_headers={"Authorization": f"Bearer {bed.ticket()}"}) as ws:
+        await bed.connection_when(lambda connection: connection.state == ConnectionState.CONNECTING)
+        await during()
+        with pytest.raises(ConnectionClosedError):
+            async with asyncio.timeout(RECEIVE_TIMEOUT):
+                await ws.recv()
+    return ws.close_code, ws.close_reason
+
+
+def expire_now(settings) -> None:
+    """The beat task that fails reservations whose host did not arrive, run as a worker would."""
+    settings.CONNECTION_RESERVATION_TIMEOUT = timedelta(microseconds=1)
+    assert expire_stale_reservations()
+
+
+@pytestmark_db
+async def test_the_brokers_verdict_wakes_the_waiting_client_without_a_poll(bed: Bed, settings):
+    await bed.simulated.stop()  # the host never dials in
+    bed.server.config.host_arrival_timeout = NEVER
+    bed.server.config.verdict_check_interval = NEVER
+
+    async def the_beat_expires_the_reservation() -> None:
+        await asyncio.sleep(0.01)
+        # From a thread of its own, as a Celery worker's would be (here in this process, so the waiter
+        # is woken directly).
+        await asyncio.to_thread(_run_in_thread, expire_now, settings)
+
+    code, reason = await refused_close(bed, the_beat_expires_the_reservation)
+
+    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+
+
+@pytestmark_db
+async def test_a_verdict_announced_over_the_channel_layer_wakes_the_waiting_client(bed: Bed, settings):
+    """As when the broker runs in a Celery worker: that process holds no waiter, so its announcement
+    travels over the channel layer to the listener of the instance that holds the client."""
+    await bed.simulated.stop()
+    bed.server.config.host_arrival_timeout = NEVER
+    bed.server.config.verdict_check_interval = NEVER
+    instance = await db(GatewayInstance.objects.get)(name=INSTANCE_NAME)
+    here = verdicts.waiters
+    listener = asyncio.ensure_future(verdicts.listen(instance.pk, here))
+
+    def in_a_worker_process() -> None:
+        verdicts.waiters = verdicts.Waiters()  # that process's registry: nobody waits there
+        try:
+            expire_now(settings)
+        finally:
+            verdicts.waiters = here
+
+    async def a_worker_fails_it() -> None:
+        await asyncio.sleep(0.1)  # the listener joins its group
+        await asyncio.to_thread(_run_in_thread, in_a_worker_process)
+
+    try:
+        code, reason = await refused_close(bed, a_worker_fails_it)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+
+
+@pytestmark_db
+async def test_a_lost_announcement_is_still_read_by_the_safety_net(bed: Bed, settings, monkeypatch):
+    await bed.simulated.stop()
+    bed.server.config.host_arrival_timeout = NEVER
+    bed.server.config.verdict_check_interval = 0.2
+    monkeypatch.setattr(verdicts, "announce", lambda activity, instance: None)  # every message lost
+
+    async def the_beat_expires_the_reservation() -> None:
+        await asyncio.to_thread(_run_in_thread, expire_now, settings)
+
+    code, reason = await refused_close(bed, the_beat_expires_the_reservation)
+
+    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+
+
+def _run_in_thread(func, *args) -> None:
+    try:
+        func(*args)
+    finally:
+        db_connection.close()  # this thread's own connection
