@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lifecycle import start_logged, stop_group
-from tests.e2e.processes import REPO_ROOT, ControlPlane
-from tests.e2e.testbed import XrdpServer, Xvfb, run_xfreerdp
+from testbed.lifecycle import read_log, start_logged, stop_group
+from testbed.processes import REPO_ROOT, ControlPlane
+from testbed.xrdp import XrdpServer, Xvfb, run_xfreerdp
 from wire import rdpfile
 
 PORTAL_PASSWORD = "e2e-portal-password-1"
@@ -48,8 +48,6 @@ class Estate:
 
     def failure_report(self) -> str:
         """Every process's log, for a failed test's report (tests/e2e/fixtures.py's hook reads this)."""
-        from tests.e2e.lifecycle import read_log
-
         parts = [self.plane.failure_report()]
         parts += [f"--- {name}.log\n{read_log(path)}" for name, path in self.logs.items()]
         return "\n".join(parts)
