@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from wire import rdpfile  # noqa: E402
+from testbed.api import call  # noqa: E402
 from testbed.lifecycle import read_log, start_logged, stop_group  # noqa: E402
-from tests.e2e.estate import call  # noqa: E402
 from testbed.ports import free_port, is_listening  # noqa: E402
 from testbed.processes import ControlPlane  # noqa: E402
+from wire import rdpfile  # noqa: E402
 
 PASSWORD = "bench-password-1"
 BENCH_DIR = Path(__file__).resolve().parent

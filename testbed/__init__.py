@@ -5,6 +5,7 @@
 * ``ports``: free loopback ports, and who listens on one (read from /proc).
 * ``lifecycle``: start a child in its own process group with its output in a log file; stop it, its group
   and its descendants.
+* ``api``: one JSON request to the control plane's REST API (``call``).
 * ``xrdp``: the xrdp + FreeRDP test bed (``XrdpServer``, ``Xvfb``, ``run_xfreerdp``).
 
 Plain functions and classes, no pytest: the fixtures and skip markers built on them live in ``tests/``,
