@@ -141,14 +141,11 @@ class RdpFile:
 
     @classmethod
     def parse(cls, text: str) -> RdpFile:
-        settings = {}
-        for line in text.splitlines():
-            name, _, rest = line.partition(":")
-            _kind, _, value = rest.partition(":")
-            settings[name.strip().lower()] = value.strip()
-        host, _, port = settings["gatewayhostname"].rpartition(":")
-        return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"],
-                   resource=settings["full address"])
+        """The served file's settings, read with the project's one .rdp grammar (wire.rdpfile)."""
+        settings = rdpfile.read_settings(text)
+        host, _, port = settings["gatewayhostname"].value.rpartition(":")
+        return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"].value,
+                   resource=settings["full address"].value)
 
 @dataclass
 class Estate:
