@@ -1,6 +1,6 @@
 """What the benchmarks share: a real control plane with an estate and agents, child processes, figures.
 
-``Estate`` starts the control plane as real processes (``tests/e2e/processes.py``'s ControlPlane: migrate,
+``Estate`` starts the control plane as real processes (``testbed/processes.py``'s ControlPlane: migrate,
 ``serve``, and a Celery worker with Redis), builds the estate through the REST API as an admin would
 (workspace, pool, desktop group, an assignment), registers real agents (``python -m hostagent.agent
 register``/``run``) whose ``--rdp-target`` is the benchmark's own TCP server (bench/target.py), and
@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from testbed.api import call  # noqa: E402
+from testbed.lifecycle import read_log, start_logged, stop_group  # noqa: E402
+from testbed.ports import free_port, is_listening  # noqa: E402
+from testbed.processes import ControlPlane  # noqa: E402
 from wire import rdpfile  # noqa: E402
-from tests.e2e.lifecycle import read_log, start_logged, stop_group  # noqa: E402
-from tests.e2e.estate import call  # noqa: E402
-from tests.e2e.ports import free_port, is_listening  # noqa: E402
-from tests.e2e.processes import ControlPlane  # noqa: E402
 
 PASSWORD = "bench-password-1"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -141,14 +141,11 @@ class RdpFile:
 
     @classmethod
     def parse(cls, text: str) -> RdpFile:
-        settings = {}
-        for line in text.splitlines():
-            name, _, rest = line.partition(":")
-            _kind, _, value = rest.partition(":")
-            settings[name.strip().lower()] = value.strip()
-        host, _, port = settings["gatewayhostname"].rpartition(":")
-        return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"],
-                   resource=settings["full address"])
+        """The served file's settings, read with the project's one .rdp grammar (wire.rdpfile)."""
+        settings = rdpfile.read_settings(text)
+        host, _, port = settings["gatewayhostname"].value.rpartition(":")
+        return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"].value,
+                   resource=settings["full address"].value)
 
 @dataclass
 class Estate:

@@ -50,7 +50,7 @@ from bench.harness import (  # noqa: E402
     start_target,
     verdict,
 )
-from tests.e2e.ports import free_port  # noqa: E402
+from testbed.ports import free_port  # noqa: E402
 
 MiB = 1 << 20
 THROUGHPUT_SHARE_TARGET = 0.20  # of the plain TCP relay

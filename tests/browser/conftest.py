@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from testbed.processes import REPO_ROOT, ControlPlane
 from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401  (a failed test shows the plane's logs)
-from tests.e2e.processes import REPO_ROOT, ControlPlane
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from testbed.processes import REPO_ROOT
 from tests.browser.conftest import run_module, screenshot, sign_in, wait_live
-from tests.e2e.processes import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

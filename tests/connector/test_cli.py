@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.connector.__main__ import UsageError, client_command, default_client, parse_listen
-from tests.e2e.processes import REPO_ROOT
+from testbed.processes import REPO_ROOT
 
 TIMEOUT = 60  # an upper bound for a loaded machine, not a speed assertion
 

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lifecycle import start_logged, stop_group
-from tests.e2e.processes import REPO_ROOT, ControlPlane
-from tests.e2e.testbed import XrdpServer, Xvfb, run_xfreerdp
+from testbed.api import call
+from testbed.lifecycle import read_log, start_logged, stop_group
+from testbed.processes import REPO_ROOT, ControlPlane
+from testbed.xrdp import XrdpServer, Xvfb, run_xfreerdp
 from wire import rdpfile
 
 PORTAL_PASSWORD = "e2e-portal-password-1"
@@ -48,8 +48,6 @@ class Estate:
 
     def failure_report(self) -> str:
         """Every process's log, for a failed test's report (tests/e2e/fixtures.py's hook reads this)."""
-        from tests.e2e.lifecycle import read_log
-
         parts = [self.plane.failure_report()]
         parts += [f"--- {name}.log\n{read_log(path)}" for name, path in self.logs.items()]
         return "\n".join(parts)
@@ -102,26 +100,6 @@ class Estate:
         status, body = self.api("GET", "/api/v1/connections/?ordering=-created_at&limit=1")
         assert status == 200, body
         return body["results"][0]
-
-
-def call(base_url: str, method: str, path: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 30) -> tuple[int, object]:
-    """One JSON API request: (status, decoded body); an error body that is not JSON comes back as "raw"."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return response.status, json.loads(text) if text else {}
-    except urllib.error.HTTPError as error:
-        text = error.read()
-        try:
-            return error.code, json.loads(text)
-        except ValueError:
-            return error.code, {"raw": text.decode(errors="replace")[:500]}
 
 
 def sign_in(plane: ControlPlane, username: str, password: str) -> str:

@@ -1,4 +1,5 @@
-"""Pytest fixtures for the real-stack tests; import them into any conftest.py that needs them:
+"""Pytest fixtures for the real-stack tests, over the harness in ``testbed/``; import them into any
+conftest.py that needs them:
 
     from tests.e2e.fixtures import *  # noqa: F403
 
@@ -11,10 +12,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.processes import ControlPlane
-from tests.e2e.testbed import TestBedError, XrdpServer, Xvfb, skip_unless_tools
+from testbed.processes import ControlPlane
+from testbed.xrdp import REQUIRED_TOOLS, TestBedError, XrdpServer, Xvfb, tools_available
 
 __all__ = ["xrdp_server", "xvfb", "control_plane", "pytest_runtest_makereport"]
+
+
+def skip_unless_tools(tools: tuple[str, ...] = REQUIRED_TOOLS, *, need_root: bool = True) -> None:
+    """Skip the calling test (or fixture) with a plain message when the bed's tools are missing."""
+    ok, reason = tools_available(tools, need_root=need_root)
+    if not ok:
+        pytest.skip(f"xrdp/FreeRDP test bed unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.lifecycle import pid_alive
-from tests.e2e.processes import ControlPlane
+from testbed.lifecycle import pid_alive
+from testbed.processes import ControlPlane, maintenance_url
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,6 @@ def test_the_control_plane_serves_http_and_stops_leaving_no_process_behind():
 )
 def test_each_plane_gets_a_fresh_postgres_database_dropped_on_stop():
     import psycopg
-
-    from tests.e2e.processes import maintenance_url
 
     with ControlPlane() as plane:
         name = plane.database_name

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.e2e.testbed import (
+from testbed.xrdp import (
     EXIT_LOGOFF_BY_USER,
     INSTALL_HINT,
     XRDP_CONNECTED_OK,

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from testbed.lifecycle import read_log, start_logged, stop_group
+from testbed.ports import free_port
+from testbed.processes import REPO_ROOT
+from testbed.xrdp import EXIT_LOGOFF_BY_USER, run_xfreerdp
 # The estate (control plane, users, pools, a registered agent) is test_connection.py's, built the same
 # way for this module.
 from tests.e2e.estate import CHECKPOINTS, Estate, estate, tampered  # noqa: F401
-from tests.e2e.lifecycle import read_log, start_logged, stop_group
-from tests.e2e.ports import free_port
-from tests.e2e.processes import REPO_ROOT
-from tests.e2e.testbed import EXIT_LOGOFF_BY_USER, run_xfreerdp
 from wire import rdpfile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

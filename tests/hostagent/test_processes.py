@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lifecycle import read_log, start_logged, stop_group
-from tests.e2e.processes import REPO_ROOT, ControlPlane
+from testbed.lifecycle import read_log, start_logged, stop_group
+from testbed.processes import REPO_ROOT, ControlPlane
 
 pytestmark = pytest.mark.slow
 

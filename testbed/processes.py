@@ -1,4 +1,4 @@
-"""The control plane as real processes, for black-box tests: migrate, `serve`, and a Celery worker.
+"""The control plane as real processes, for black-box tests and benchmarks: migrate, `serve`, and a Celery worker.
 
 Each ``ControlPlane`` gets a fresh data dir and a fresh database: the SQLite file in its data dir by
 default, or, when this test process runs with ``WVD_DATABASE_URL`` pointing at PostgreSQL, a new
@@ -21,10 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.e2e.lifecycle import group_members, read_log, start_logged, stop_group
-from tests.e2e.ports import free_port
+from testbed.lifecycle import group_members, read_log, start_logged, stop_group
+from testbed.ports import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 
 

@@ -21,10 +21,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import pytest
-
-from tests.e2e.lifecycle import descendants, pids_of_user, read_log, start_logged, stop_group, stop_pids
-from tests.e2e.ports import free_port, is_listening, listener_processes
+from testbed.lifecycle import descendants, pids_of_user, read_log, start_logged, stop_group, stop_pids
+from testbed.ports import free_port, is_listening, listener_processes
 
 REQUIRED_TOOLS = ("xrdp", "xrdp-sesman", "Xvnc", "xfreerdp", "Xvfb")
 INSTALL_HINT = (
@@ -65,13 +63,6 @@ def tools_available(tools: tuple[str, ...] = REQUIRED_TOOLS, *, need_root: bool 
     if "xrdp" in tools and not SOCKSETUP.exists():
         return False, f"{SOCKSETUP} is missing; reinstall xrdp: {INSTALL_HINT}"
     return True, ""
-
-
-def skip_unless_tools(tools: tuple[str, ...] = REQUIRED_TOOLS, *, need_root: bool = True) -> None:
-    """Skip the calling test (or fixture) with a plain message when the bed's tools are missing."""
-    ok, reason = tools_available(tools, need_root=need_root)
-    if not ok:
-        pytest.skip(f"xrdp/FreeRDP test bed unavailable: {reason}")
 
 
 def set_ini_value(text: str, section: str, key: str, value: str) -> str:
@@ -390,8 +381,8 @@ def run_xfreerdp(
 ) -> tuple[int, str]:
     """Run ``timeout -s INT <timeout> xfreerdp ARGS``; return (exit code, stdout+stderr).
 
-    ``display`` defaults to ``$DISPLAY`` (set by the ``xvfb`` fixture). HOME is a fresh empty
-    directory per call, so no trusted-certificate or known-hosts state leaks between runs.
+    ``display`` defaults to ``$DISPLAY`` (set by a running ``Xvfb``, e.g. the tests' ``xvfb`` fixture).
+    HOME is a fresh empty directory per call, so no trusted-certificate or known-hosts state leaks between runs.
     Exit 12 = the server logged the user off (success with the 1-s session); 124 = timed out.
     """
     display = display or os.environ.get("DISPLAY")
