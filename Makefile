@@ -20,6 +20,8 @@ run: venv
 	$(BIN)/python manage.py initadmin
 	$(BIN)/python manage.py serve
 
-# Tests keep their own data dir so they never touch the one `make run` uses.
+# The layers first (.importlinter, docs/architecture.md), then the suite. Tests keep their own data dir so
+# they never touch the one `make run` uses.
 test: venv
+	$(BIN)/lint-imports --no-cache
 	WVD_DATA_DIR=$${WVD_DATA_DIR:-$(CURDIR)/data/test} $(BIN)/python -m pytest $(PYTEST_ARGS)
