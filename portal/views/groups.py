@@ -15,13 +15,15 @@ from django.views.decorators.http import require_POST, require_safe
 
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp
 from portal import forms
-from portal.access import gone, staff_required
-from portal.views.generic import form_context, form_page, save
-from portal.views.responses import back
+from portal.access import staff_required
+from portal.views.generic import ObjectEditView
+from portal.views.responses import GonePage, Link, back
 
 log = logging.getLogger(__name__)
 
 PICKER_LIMIT = 10
+GROUPS = ApplicationGroup.objects.select_related("host_pool", "workspace")
+GROUP_GONE = GonePage("This application group", Link("portal:groups"), "Back to application groups")
 
 
 @staff_required
@@ -33,28 +35,25 @@ def group_list(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/group_list.html", {"groups": groups, "nav": "groups"})
 
 
-@staff_required
-def group_create(request: HttpRequest) -> HttpResponse:
-    initial = {}
-    if request.method == "GET" and str(request.GET.get("host_pool", "")).isdigit():
-        initial["host_pool"] = int(request.GET["host_pool"])
-    form = forms.ApplicationGroupForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        group = form.instance
-        messages.success(request, f"Application group {group.name} created."
-                         + (" Its desktop is ready: assign users to publish it." if group.is_desktop else
-                            " Add RemoteApps and assign users to publish them."))
-        log.info("%s created application group %s", request.user, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    return form_page(request, "portal/form.html",
-                     form_context("New application group", reverse("portal:groups"), "groups"), form)
+class GroupCreateView(ObjectEditView):
+    form_class = forms.ApplicationGroupForm
+    nav = "groups"
+    title = "New application group"
+    cancel_url = Link("portal:groups")
+    success_url = Link("portal:group-detail", of="object")
+    success_message = "Application group {object.name} created. {next_step}"
+    log_message = "created application group {object.name}"
 
+    def get_initial(self) -> dict:
+        # Opened from a pool's page: that pool is chosen.
+        if self.request.method == "GET" and str(self.request.GET.get("host_pool", "")).isdigit():
+            return {"host_pool": int(self.request.GET["host_pool"])}
+        return {}
 
-def _group_or_gone(request: HttpRequest, pk: int) -> tuple[ApplicationGroup | None, HttpResponse | None]:
-    group = ApplicationGroup.objects.select_related("host_pool", "workspace").filter(pk=pk).first()
-    if group is None:
-        return None, gone(request, "This application group", reverse("portal:groups"), "Back to application groups")
-    return group, None
+    def message_fields(self) -> dict:
+        next_step = ("Its desktop is ready: assign users to publish it." if self.object.is_desktop else
+                     "Add RemoteApps and assign users to publish them.")
+        return {**super().message_fields(), "next_step": next_step}
 
 
 def _group_context(group: ApplicationGroup, assignment_form=None) -> dict:
@@ -63,97 +62,92 @@ def _group_context(group: ApplicationGroup, assignment_form=None) -> dict:
         "group": group, "nav": "groups", "desktop": desktop,
         "apps": list(group.remote_apps.defer("icon").order_by("name")) if not group.is_desktop else [],
         "assignments": list(group.assignments.select_related("user", "group").order_by("id")),
-        "assignment_form": assignment_form or forms.AssignmentForm(application_group=group),
+        "assignment_form": assignment_form or forms.AssignmentForm(),
     }
 
 
 @staff_required
 @require_safe
 def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    group, answer = _group_or_gone(request, pk)
-    if answer:
-        return answer
+    group = GROUPS.filter(pk=pk).first()
+    if group is None:
+        return GROUP_GONE.answer(request)
     return render(request, "portal/group_detail.html", _group_context(group))
 
 
-@staff_required
-def group_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    group, answer = _group_or_gone(request, pk)
-    if answer:
-        return answer
-    form = forms.ApplicationGroupForm(request.POST or None, instance=group)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"Application group {group.name} saved.")
-        log.info("%s changed application group %s", request.user, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    cancel = reverse("portal:group-detail", args=[pk])
-    return form_page(request, "portal/form.html",
-                     form_context(f"Edit application group {group.name}", cancel, "groups"), form)
+class GroupEditView(ObjectEditView):
+    queryset = GROUPS
+    gone = GROUP_GONE
+    form_class = forms.ApplicationGroupForm
+    nav = "groups"
+    title = "Edit application group {object.name}"
+    cancel_url = success_url = Link("portal:group-detail", of="object")
+    success_message = "Application group {object.name} saved."
+    log_message = "changed application group {object.name}"
 
 
-@staff_required
-def desktop_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    group, answer = _group_or_gone(request, pk)
-    if answer:
-        return answer
-    desktop = Desktop.objects.filter(application_group=group).first()
-    if desktop is None:
-        return gone(request, "This group's desktop", reverse("portal:group-detail", args=[pk]),
-                    "Back to the application group")
-    form = forms.DesktopForm(request.POST or None, request.FILES or None, instance=desktop)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"Desktop {desktop.friendly_name} saved.")
-        log.info("%s changed the desktop of %s", request.user, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    cancel = reverse("portal:group-detail", args=[pk])
-    return form_page(request, "portal/form.html",
-                     form_context(f"Edit the desktop of {group.name}", cancel, "groups", multipart=True), form)
+class DesktopEditView(ObjectEditView):
+    """The one desktop of a desktop group, found through the group (the URL names the group)."""
+
+    parent_queryset = GROUPS
+    parent_gone = GROUP_GONE
+    queryset = Desktop.objects.all()
+    parent_field = "application_group"
+    gone = GonePage("This group's desktop", Link("portal:group-detail", of="parent"), "Back to the application group")
+    form_class = forms.DesktopForm
+    nav = "groups"
+    title = "Edit the desktop of {parent.name}"
+    cancel_url = success_url = Link("portal:group-detail", of="parent")
+    success_message = "Desktop {object.friendly_name} saved."
+    log_message = "changed the desktop of {parent.name}"
 
 
-@staff_required
-def app_create(request: HttpRequest, pk: int) -> HttpResponse:
-    group, answer = _group_or_gone(request, pk)
-    if answer:
-        return answer
-    form = forms.RemoteAppForm(request.POST or None, request.FILES or None, application_group=group)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"RemoteApp {form.instance.friendly_name} added to {group.name}.")
-        log.info("%s added RemoteApp %s to %s", request.user, form.instance.name, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    cancel = reverse("portal:group-detail", args=[pk])
-    return form_page(request, "portal/form.html",
-                     form_context(f"New RemoteApp in {group.name}", cancel, "groups", multipart=True), form)
+class AppCreateView(ObjectEditView):
+    parent_queryset = GROUPS
+    parent_gone = GROUP_GONE
+    parent_field = "application_group"
+    form_class = forms.RemoteAppForm
+    nav = "groups"
+    title = "New RemoteApp in {parent.name}"
+    cancel_url = success_url = Link("portal:group-detail", of="parent")
+    success_message = "RemoteApp {object.friendly_name} added to {parent.name}."
+    log_message = "added RemoteApp {object.name} to {parent.name}"
 
 
-@staff_required
-def app_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    app = RemoteApp.objects.select_related("application_group").filter(pk=pk).first()
-    if app is None:
-        return gone(request, "This RemoteApp", reverse("portal:groups"), "Back to application groups")
-    group = app.application_group
-    form = forms.RemoteAppForm(request.POST or None, request.FILES or None, instance=app, application_group=group)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"RemoteApp {app.friendly_name} saved.")
-        log.info("%s changed RemoteApp %s of %s", request.user, app.name, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    cancel = reverse("portal:group-detail", args=[group.pk])
-    return form_page(request, "portal/form.html",
-                     form_context(f"Edit RemoteApp {app.name}", cancel, "groups", multipart=True), form)
+class AppEditView(ObjectEditView):
+    queryset = RemoteApp.objects.select_related("application_group")
+    gone = GonePage("This RemoteApp", Link("portal:groups"), "Back to application groups")
+    parent_field = "application_group"
+    form_class = forms.RemoteAppForm
+    nav = "groups"
+    title = "Edit RemoteApp {object.name}"
+    cancel_url = success_url = Link("portal:group-detail", of="parent")
+    success_message = "RemoteApp {object.friendly_name} saved."
+    log_message = "changed RemoteApp {object.name} of {parent.name}"
 
 
-@staff_required
-@require_POST
-def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
-    group, answer = _group_or_gone(request, pk)
-    if answer:
-        return answer
-    form = forms.AssignmentForm(request.POST, application_group=group)
-    if form.is_valid() and save(form, request):
-        who = form.instance.user or form.instance.group
-        messages.success(request, f"{who} is assigned to {group.name}.")
-        log.info("%s assigned %s to %s", request.user, who, group.name)
-        return redirect("portal:group-detail", pk=group.pk)
-    return render(request, "portal/group_detail.html", _group_context(group, form), status=400)
+class AssignmentCreateView(ObjectEditView):
+    """Posted from the group's page; a refusal shows that page again, the errors beside the picker."""
+
+    http_method_names = ["post"]
+    parent_queryset = GROUPS
+    parent_gone = GROUP_GONE
+    parent_field = "application_group"
+    form_class = forms.AssignmentForm
+    template_name = "portal/group_detail.html"
+    nav = "groups"
+    success_url = Link("portal:group-detail", of="parent")
+    success_message = "{who} is assigned to {parent.name}."
+    log_message = "assigned {who} to {parent.name}"
+
+    def form_data(self) -> tuple:
+        return self.request.POST, None  # only ever posted: even an empty POST is an answer, with its errors
+
+    def message_fields(self) -> dict:
+        return {**super().message_fields(), "who": self.object.user or self.object.group}
+
+    def get_extra_context(self, form) -> dict:
+        return _group_context(self.parent, form)
 
 
 @staff_required

@@ -12,14 +12,16 @@ from django.views.decorators.http import require_POST, require_safe
 
 from broker.models import HostPool, SessionHost
 from portal import forms, live, overview
-from portal.access import gone, staff_required
-from portal.views.generic import form_context, form_page, save
-from portal.views.responses import back, page
+from portal.access import staff_required
+from portal.views.generic import ObjectEditView
+from portal.views.responses import GonePage, Link, back, page
 
 log = logging.getLogger(__name__)
 
 POOL_FRAGMENTS = {"hosts": "portal/_host_table.html", "pool-counts": "portal/_pool_counts.html"}
 HOST_FRAGMENTS = {"host": "portal/_host_state.html", "host-sessions": "portal/_host_sessions.html"}
+POOL_GONE = GonePage("This host pool", Link("portal:pools"), "Back to host pools")
+HOST_GONE = GonePage("This session host", Link("portal:pools"), "Back to host pools")
 
 
 @staff_required
@@ -29,15 +31,14 @@ def pool_list(request: HttpRequest) -> HttpResponse:
                 fragments={"pools": "portal/_pool_table.html"})
 
 
-@staff_required
-def pool_create(request: HttpRequest) -> HttpResponse:
-    form = forms.HostPoolForm(request.POST or None)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"Host pool {form.instance.name} created. Add hosts with a registration token.")
-        log.info("%s created host pool %s", request.user, form.instance.name)
-        return redirect("portal:pool-detail", pk=form.instance.pk)
-    return form_page(request, "portal/form.html", form_context("New host pool", reverse("portal:pools"),
-                                                                "pools"), form)
+class PoolCreateView(ObjectEditView):
+    form_class = forms.HostPoolForm
+    nav = "pools"
+    title = "New host pool"
+    cancel_url = Link("portal:pools")
+    success_url = Link("portal:pool-detail", of="object")
+    success_message = "Host pool {object.name} created. Add hosts with a registration token."
+    log_message = "created host pool {object.name}"
 
 
 def _pool_context(pool: HostPool) -> dict:
@@ -52,23 +53,19 @@ def _pool_context(pool: HostPool) -> dict:
 def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pool = HostPool.objects.filter(pk=pk).first()
     if pool is None:
-        return gone(request, "This host pool", reverse("portal:pools"), "Back to host pools")
+        return POOL_GONE.answer(request)
     return page(request, "portal/pool_detail.html", _pool_context(pool), fragments=POOL_FRAGMENTS)
 
 
-@staff_required
-def pool_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    pool = HostPool.objects.filter(pk=pk).first()
-    if pool is None:
-        return gone(request, "This host pool", reverse("portal:pools"), "Back to host pools")
-    form = forms.HostPoolForm(request.POST or None, instance=pool)
-    if request.method == "POST" and form.is_valid() and save(form, request):
-        messages.success(request, f"Host pool {pool.name} saved.")
-        log.info("%s changed host pool %s: %s", request.user, pool.name, ", ".join(form.changed_data))
-        return redirect("portal:pool-detail", pk=pool.pk)
-    cancel = reverse("portal:pool-detail", args=[pk])
-    return form_page(request, "portal/form.html", form_context(f"Edit host pool {pool.name}", cancel, "pools"),
-                     form)
+class PoolEditView(ObjectEditView):
+    queryset = HostPool.objects.all()
+    gone = POOL_GONE
+    form_class = forms.HostPoolForm
+    nav = "pools"
+    title = "Edit host pool {object.name}"
+    cancel_url = success_url = Link("portal:pool-detail", of="object")
+    success_message = "Host pool {object.name} saved."
+    log_message = "changed host pool {object.name}: {changed}"
 
 
 @staff_required
@@ -77,7 +74,7 @@ def pool_token(request: HttpRequest, pk: int) -> HttpResponse:
     """Issue a registration token and show it in this response only: nothing stores it in clear."""
     pool = HostPool.objects.filter(pk=pk).first()
     if pool is None:
-        return gone(request, "This host pool", reverse("portal:pools"), "Back to host pools")
+        return POOL_GONE.answer(request)
     token, expires_at = pool.issue_registration_token()
     log.info("%s generated a registration token for host pool %s (valid until %s)", request.user, pool.name,
              expires_at.isoformat())
@@ -99,7 +96,7 @@ def _server_url(request: HttpRequest) -> str:
 def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     pool = HostPool.objects.filter(pk=pk).first()
     if pool is None:
-        return gone(request, "This host pool", reverse("portal:pools"), "Back to host pools")
+        return POOL_GONE.answer(request)
     pool.revoke_registration_token()
     log.info("%s revoked the registration token of host pool %s", request.user, pool.name)
     messages.success(request, f"The registration token of {pool.name} is revoked: no new host can join with it.")
@@ -113,7 +110,7 @@ def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     host = SessionHost.objects.select_related("host_pool", "assigned_user").filter(pk=pk).first()
     if host is None:
-        return gone(request, "This session host", reverse("portal:pools"), "Back to host pools")
+        return HOST_GONE.answer(request)
     overview._decorate([host])
     context = {
         "host": host, "nav": "pools", "live_host_id": host.pk,
@@ -130,7 +127,7 @@ def host_drain(request: HttpRequest, pk: int) -> HttpResponse:
     """Drain mode on (``allow=0``) or off (``allow=1``)."""
     host = SessionHost.objects.filter(pk=pk).first()
     if host is None:
-        return gone(request, "This session host", reverse("portal:pools"), "Back to host pools")
+        return HOST_GONE.answer(request)
     allow = request.POST.get("allow")
     if allow not in {"0", "1"}:
         messages.error(request, "Choose whether the host takes new sessions.")

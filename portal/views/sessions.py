@@ -17,8 +17,7 @@ from broker.models import UserSession
 from hostagent import commands
 from portal import forms, live
 from portal.access import staff_required
-from portal.views.generic import form_page
-from portal.views.responses import PAGE_SIZE, back, page
+from portal.views.responses import PAGE_SIZE, back, form_page, page
 
 log = logging.getLogger(__name__)
 
