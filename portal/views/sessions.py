@@ -3,6 +3,7 @@ agent, with the agent's answer shown to the admin."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -67,32 +68,32 @@ def _report(request: HttpRequest, action: str, session: UserSession, result: Com
     messages.error(request, f"{action} for {who} failed: {reasons.get(result.status, result.status)}{detail}.")
 
 
-@staff_required
-@require_POST
-def session_logoff(request: HttpRequest, pk: int) -> HttpResponse:
+def _send(request: HttpRequest, pk: int, action: str, command: Callable[..., CommandResult],
+          done: str) -> HttpResponse:
+    """Send one command to the session through its host's agent, wait for the answer, report it in words
+    and go back to the page the admin came from."""
     session, answer = _session_or_gone(request, pk)
     if answer:
         return answer
-    result = commands.log_off_user_session(session, timeout=COMMAND_TIMEOUT)
+    result = command(session, timeout=COMMAND_TIMEOUT)
     if result.ok:
-        live.notify_sessions_changed(session.session_host_id)  # the row went with a queryset delete
-    log.info("%s logged off %s: %s", request.user, session, result.status)
-    _report(request, "Log off", session, result)
+        # The command changed the row through a queryset (live.py: update() sends no signal).
+        live.notify_sessions_changed(session.session_host_id)
+    log.info("%s %s %s: %s", request.user, done, session, result.status)
+    _report(request, action, session, result)
     return redirect(back(request, reverse("portal:sessions")))
+
+
+@staff_required
+@require_POST
+def session_logoff(request: HttpRequest, pk: int) -> HttpResponse:
+    return _send(request, pk, "Log off", commands.log_off_user_session, "logged off")
 
 
 @staff_required
 @require_POST
 def session_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
-    session, answer = _session_or_gone(request, pk)
-    if answer:
-        return answer
-    result = commands.disconnect_user_session(session, timeout=COMMAND_TIMEOUT)
-    if result.ok:
-        live.notify_sessions_changed(session.session_host_id)
-    log.info("%s disconnected %s: %s", request.user, session, result.status)
-    _report(request, "Disconnect", session, result)
-    return redirect(back(request, reverse("portal:sessions")))
+    return _send(request, pk, "Disconnect", commands.disconnect_user_session, "disconnected")
 
 
 @staff_required
