@@ -9,7 +9,10 @@ actions from hostagent.commands; every view is staff only (access.py).
 - ``groups``: application groups, their desktop, RemoteApps and assignments.
 - ``sessions``: user sessions and the commands sent to them through the host's agent.
 - ``connections``: connection records, for diagnosis.
-- ``responses``: the answers every page shares (a page or its live fragments, the way back).
+- ``generic``: ``ObjectEditView``, the one create-and-edit view; every create or edit page above is a
+  declaration of it (which object, which form, what to say, where to go next).
+- ``responses``: the answers every page shares (a page or its live fragments, a form page, the way back,
+  the page for an object deleted meanwhile).
 
 Pages that show live state render their changing parts from partial templates; the same view answers
 ``?fragments=1`` with those parts as JSON, which the page's script fetches when the WebSocket says

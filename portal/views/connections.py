@@ -6,15 +6,16 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from broker.models import Connection
 from portal import forms, overview
-from portal.access import gone, staff_required
-from portal.views.responses import PAGE_SIZE
+from portal.access import staff_required
+from portal.views.responses import PAGE_SIZE, GonePage, Link, form_page
 from wire.errors import FIX_BY_LABELS, STAGES, describe
+
+CONNECTION_GONE = GonePage("This connection record", Link("portal:connections"), "Back to connections")
 
 
 @staff_required
@@ -42,9 +43,8 @@ def connection_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(connections, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": form, "page": page, "query_string": query.urlencode(), "nav": "connections"}
-    status = 400 if form.is_bound and form.errors else 200
-    return render(request, "portal/connection_list.html", context, status=status)
+    context = {"page": page, "query_string": query.urlencode(), "nav": "connections"}
+    return form_page(request, "portal/connection_list.html", context, form)
 
 
 def _recorded_detail(recorded: str, documented: str) -> str:
@@ -61,7 +61,7 @@ def connection_detail(request: HttpRequest, activity_id) -> HttpResponse:
                                                      "application_group", "user")
                   .filter(activity_id=activity_id).first())
     if connection is None:
-        return gone(request, "This connection record", reverse("portal:connections"), "Back to connections")
+        return CONNECTION_GONE.answer(request)
     error = describe(connection.error_code) if connection.error_code else None
     context = {
         "connection": connection, "timeline": overview.timeline(connection), "error": error,
