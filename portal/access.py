@@ -16,7 +16,9 @@ View = Callable[..., HttpResponse]
 
 
 def is_portal_user(user) -> bool:
-    return bool(user.is_authenticated and user.is_active and user.is_staff)
+    """Active staff: the one rule for every portal page and the portal's WebSocket (consumers.py).
+    ``None`` (a socket scope without a user) is nobody."""
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 
 def staff_required(view: View) -> View:

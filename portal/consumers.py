@@ -5,17 +5,15 @@ import logging
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal.access import is_portal_user
 from portal.live import GROUP, HostChanged, SessionsChanged
 
 log = logging.getLogger(__name__)
 
 
-def _is_staff(user) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
-
-
 class PortalConsumer(AsyncJsonWebsocketConsumer):
-    """Session-authenticated (AuthMiddlewareStack in routing.py), staff only.
+    """Session-authenticated (AuthMiddlewareStack in routing.py), staff only (access.is_portal_user, as every
+    portal page).
 
     Messages hold ids and never data: the page fetches what changed from portal endpoints, which check
     the user on every request. So a handler needs no permission check of its own and no database work,
@@ -26,7 +24,7 @@ class PortalConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if not _is_staff(user):
+        if not is_portal_user(user):
             log.info("portal WebSocket refused for %s", getattr(user, "username", None) or "an anonymous visitor")
             await self.close(code=4403)  # before accept: the handshake is answered with 403
             return

@@ -131,19 +131,18 @@ class DesktopForm(_WithIcon):
 
 
 class RemoteAppForm(_WithIcon):
+    """Its application group is the view's to set (ObjectEditView.parent_field), before validation."""
+
     class Meta:
         model = RemoteApp
         fields = ["name", "friendly_name", "description", "file_path", "command_line_setting",
                   "command_line_arguments", "file_extensions", "show_in_feed"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
-    def __init__(self, *args, application_group: ApplicationGroup, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.instance.application_group = application_group
-
 
 class AssignmentForm(ModelRulesForm):
-    """Assign a user or a group, by name (the picker fills the name in; typing it works too)."""
+    """Assign a user or a group, by name (the picker fills the name in; typing it works too). The application
+    group is the view's to set (ObjectEditView.parent_field), before validation."""
 
     kind = forms.ChoiceField(choices=[("user", "User"), ("group", "Group")], initial="user",
                              widget=forms.RadioSelect)
@@ -153,10 +152,6 @@ class AssignmentForm(ModelRulesForm):
     class Meta:
         model = Assignment
         fields: list[str] = []
-
-    def __init__(self, *args, application_group: ApplicationGroup, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.instance.application_group = application_group
 
     def clean(self):
         cleaned = super().clean()

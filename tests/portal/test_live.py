@@ -12,6 +12,8 @@ from django.urls import reverse
 
 from broker.models import SessionHost, UserSession
 from portal import live
+from portal.access import is_portal_user
+from portal.consumers import PortalConsumer
 from portal.routing import websocket_urlpatterns
 from tests.hostagent.conftest import AgentPeer, checks
 from tests.portal.conftest import browser, posting_in_a_thread
@@ -115,6 +117,25 @@ async def test_plain_users_and_anonymous_visitors_are_refused(member):
         connected, code = await communicator.connect(timeout=TIMEOUT)
         await communicator.disconnect()  # end the refused consumer too, or it waits on the layer forever
         assert not connected and code == 4403
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_socket_lets_in_exactly_whom_the_pages_let_in(admin_user, member, django_user_model):
+    """One rule (access.is_portal_user) for the pages and the socket, whatever user the scope holds: none at
+    all (no auth middleware), a plain user, an inactive staff account, active staff."""
+    former = await database_sync_to_async(django_user_model.objects.create_user)(
+        "former", is_staff=True, is_active=False)
+    admitted = {}
+    for user in (None, member, former, admin_user):
+        communicator = WebsocketCommunicator(PortalConsumer.as_asgi(), "/ws/portal/")
+        if user is not None:
+            communicator.scope["user"] = user
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        await communicator.disconnect()
+        admitted[getattr(user, "username", None)] = connected
+
+    assert admitted == {None: False, "member": False, "former": False, "admin": True}
+    assert admitted == {getattr(u, "username", None): is_portal_user(u) for u in (None, member, former, admin_user)}
 
 
 @pytest.mark.django_db(transaction=True)

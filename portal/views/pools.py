@@ -1,0 +1,142 @@
+"""Host pools and their session hosts: create and edit a pool, issue and revoke its registration token,
+each host's state, health and sessions, and drain mode."""
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
+
+from broker.models import HostPool, SessionHost
+from portal import forms, live, overview
+from portal.access import staff_required
+from portal.views.generic import ObjectEditView
+from portal.views.responses import GonePage, Link, back, page
+
+log = logging.getLogger(__name__)
+
+POOL_FRAGMENTS = {"hosts": "portal/_host_table.html", "pool-counts": "portal/_pool_counts.html"}
+HOST_FRAGMENTS = {"host": "portal/_host_state.html", "host-sessions": "portal/_host_sessions.html"}
+POOL_GONE = GonePage("This host pool", Link("portal:pools"), "Back to host pools")
+HOST_GONE = GonePage("This session host", Link("portal:pools"), "Back to host pools")
+
+
+@staff_required
+@require_safe
+def pool_list(request: HttpRequest) -> HttpResponse:
+    return page(request, "portal/pool_list.html", {"pool_rows": overview.pools_with_counts(), "nav": "pools"},
+                fragments={"pools": "portal/_pool_table.html"})
+
+
+class PoolCreateView(ObjectEditView):
+    form_class = forms.HostPoolForm
+    nav = "pools"
+    title = "New host pool"
+    cancel_url = Link("portal:pools")
+    success_url = Link("portal:pool-detail", of="object")
+    success_message = "Host pool {object.name} created. Add hosts with a registration token."
+    log_message = "created host pool {object.name}"
+
+
+def _pool_context(pool: HostPool) -> dict:
+    row = overview.pools_with_counts(HostPool.objects.filter(pk=pool.pk))[0]
+    groups = list(pool.application_groups.select_related("workspace").order_by("name"))
+    return {"pool": pool, "row": row, "hosts": overview.hosts_of(pool), "groups": groups, "nav": "pools",
+            "live_pool_id": pool.pk}
+
+
+@staff_required
+@require_safe
+def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pool = HostPool.objects.filter(pk=pk).first()
+    if pool is None:
+        return POOL_GONE.answer(request)
+    return page(request, "portal/pool_detail.html", _pool_context(pool), fragments=POOL_FRAGMENTS)
+
+
+class PoolEditView(ObjectEditView):
+    queryset = HostPool.objects.all()
+    gone = POOL_GONE
+    form_class = forms.HostPoolForm
+    nav = "pools"
+    title = "Edit host pool {object.name}"
+    cancel_url = success_url = Link("portal:pool-detail", of="object")
+    success_message = "Host pool {object.name} saved."
+    log_message = "changed host pool {object.name}: {changed}"
+
+
+@staff_required
+@require_POST
+def pool_token(request: HttpRequest, pk: int) -> HttpResponse:
+    """Issue a registration token and show it in this response only: nothing stores it in clear."""
+    pool = HostPool.objects.filter(pk=pk).first()
+    if pool is None:
+        return POOL_GONE.answer(request)
+    token, expires_at = pool.issue_registration_token()
+    log.info("%s generated a registration token for host pool %s (valid until %s)", request.user, pool.name,
+             expires_at.isoformat())
+    context = _pool_context(pool)
+    context.update(new_token=token, token_expires_at=expires_at, server_url=_server_url(request),
+                   fragments_url=reverse("portal:pool-detail", args=[pool.pk]),
+                   suggested_host_name=f"{pool.name}-{len(context['hosts']) + 1:02d}"[:63])
+    response = render(request, "portal/pool_detail.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _server_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@staff_required
+@require_POST
+def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    pool = HostPool.objects.filter(pk=pk).first()
+    if pool is None:
+        return POOL_GONE.answer(request)
+    pool.revoke_registration_token()
+    log.info("%s revoked the registration token of host pool %s", request.user, pool.name)
+    messages.success(request, f"The registration token of {pool.name} is revoked: no new host can join with it.")
+    return redirect("portal:pool-detail", pk=pool.pk)
+
+
+# --- session hosts ---------------------------------------------------------------------------------
+
+@staff_required
+@require_safe
+def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    host = SessionHost.objects.select_related("host_pool", "assigned_user").filter(pk=pk).first()
+    if host is None:
+        return HOST_GONE.answer(request)
+    overview._decorate([host])
+    context = {
+        "host": host, "nav": "pools", "live_host_id": host.pk,
+        "checks": overview.health_checks(host),
+        "sessions": list(host.user_sessions.select_related("user").order_by("session_id")),
+        "changes": list(host.status_changes.all()[:20]),
+    }
+    return page(request, "portal/host_detail.html", context, fragments=HOST_FRAGMENTS)
+
+
+@staff_required
+@require_POST
+def host_drain(request: HttpRequest, pk: int) -> HttpResponse:
+    """Drain mode on (``allow=0``) or off (``allow=1``)."""
+    host = SessionHost.objects.filter(pk=pk).first()
+    if host is None:
+        return HOST_GONE.answer(request)
+    allow = request.POST.get("allow")
+    if allow not in {"0", "1"}:
+        messages.error(request, "Choose whether the host takes new sessions.")
+        return redirect(back(request, reverse("portal:pool-detail", args=[host.host_pool_id])))
+    host.set_allow_new_sessions(allow == "1")
+    live.notify_host_changed(host.pk, host.host_pool_id)  # set_allow_new_sessions updates without a signal
+    log.info("%s turned drain mode %s on host %s", request.user, "off" if allow == "1" else "on", host.name)
+    if allow == "1":
+        messages.success(request, f"{host.name} takes new sessions again.")
+    else:
+        messages.success(request, f"{host.name} is in drain mode: no new sessions; its users can still reconnect.")
+    return redirect(back(request, reverse("portal:pool-detail", args=[host.host_pool_id])))
