@@ -32,6 +32,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker.choices import ConnectionState
+from broker.models import Connection
 from broker.rdpproperties import RdpPropertiesError
 from core import ca, tickets
 from core.api.schema import ApiAutoSchema
@@ -53,6 +55,7 @@ from feed.webfeed import (
     negotiate_schema,
     render_webfeed,
 )
+from wire.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -287,11 +290,6 @@ def _icon_bytes(resource: Resource, *, png32: bool) -> bytes:
 def home(request: HttpRequest) -> HttpResponse:
     """The signed-in user's workspaces with their desktops and RemoteApps as tiles, the feed to subscribe
     to, and the user's recent connections with any failure explained in plain words."""
-    # Local imports: this view alone reads the broker's records (feed may depend on broker).
-    from broker.choices import ConnectionState
-    from broker.models import Connection
-    from wire.errors import describe
-
     resources = resources_for(request.user)
     workspaces = [
         {"title": title, "description": items[0].workspace_description, "tiles": [

@@ -23,6 +23,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from broker.models import SessionHost, SessionHostStatusChange, UserSession
+
 log = logging.getLogger(__name__)
 
 GROUP = "portal.updates"
@@ -119,8 +121,6 @@ def _on_session_saved(sender, instance, **kwargs) -> None:
 
 def connect_signals() -> None:
     """Connected once from PortalConfig.ready()."""
-    from broker.models import SessionHost, SessionHostStatusChange, UserSession
-
     post_save.connect(_on_host_saved, sender=SessionHost, dispatch_uid="portal-host-saved")
     post_delete.connect(_on_host_saved, sender=SessionHost, dispatch_uid="portal-host-deleted")
     post_save.connect(_on_status_change_recorded, sender=SessionHostStatusChange,
