@@ -18,11 +18,11 @@ The conversation:
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from typing import Any, Callable, Literal, NotRequired, TypedDict, Union
+
+from wire import base64url
 
 PROTOCOL_VERSION = 1
 # Heartbeats are a few hundred bytes; a full session report of MAX_SESSIONS fits well inside this.
@@ -364,14 +364,11 @@ COMMAND_ARGS: dict[str, dict[str, Validator]] = {
 
 
 def decode_base64url(text: str, path: str = "value") -> bytes:
+    """``text`` as bytes (wire.base64url); a ProtocolError naming the field otherwise."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return base64url.decode(text)
+    except base64url.Base64urlError:
         raise ProtocolError(f"{path} is not base64url") from None
-
-
-def encode_base64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _decode(frame: str | bytes, table: dict[str, dict[str, Validator]], sender: str) -> dict[str, Any]:
@@ -433,12 +430,12 @@ def validate_command_args(command: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def challenge(nonce: bytes) -> Challenge:
-    return {"type": "challenge", "protocol": PROTOCOL_VERSION, "nonce": encode_base64url(nonce)}
+    return {"type": "challenge", "protocol": PROTOCOL_VERSION, "nonce": base64url.encode(nonce)}
 
 
 def hello(certificate_pem: str, signature: bytes, agent_version: str) -> Hello:
     return {"type": "hello", "protocol": PROTOCOL_VERSION, "certificate": certificate_pem,
-            "signature": encode_base64url(signature), "agent_version": agent_version}
+            "signature": base64url.encode(signature), "agent_version": agent_version}
 
 
 def welcome(session_host_id: int, name: str, heartbeat_interval: int) -> Welcome:

@@ -21,12 +21,12 @@ anything else ends the link.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
+
+from wire import base64url
 
 MAX_CONTROL_LINE = 16 * 1024
 MAX_RESPONSE_HEAD = 16 * 1024
@@ -40,14 +40,10 @@ class LinkError(ValueError):
     """A malformed or unexpected control message, response or URL."""
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def unb64(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError, TypeError):
+        return base64url.decode(text)
+    except base64url.Base64urlError:
         raise LinkError("not base64url") from None
 
 
@@ -115,11 +111,11 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def challenge(nonce: bytes) -> bytes:
-    return encode({"type": "challenge", "nonce": b64(nonce)})
+    return encode({"type": "challenge", "nonce": base64url.encode(nonce)})
 
 
 def hello(certificate_pem: str, signature: bytes, ticket: str) -> bytes:
-    return encode({"type": "hello", "certificate": certificate_pem, "signature": b64(signature), "ticket": ticket})
+    return encode({"type": "hello", "certificate": certificate_pem, "signature": base64url.encode(signature), "ticket": ticket})
 
 
 def fail(reason: str, detail: str, ticket: str) -> bytes:

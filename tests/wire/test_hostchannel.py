@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from wire import hostchannel
+from wire import base64url, hostchannel
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
@@ -154,7 +154,7 @@ def test_it_refuses_a_result_status_the_agent_may_not_claim():
 
 
 def test_it_refuses_a_challenge_nonce_of_the_wrong_length():
-    message = dict(SERVER_MESSAGES["challenge"], nonce=hostchannel.encode_base64url(b"short"))
+    message = dict(SERVER_MESSAGES["challenge"], nonce=base64url.encode(b"short"))
     with pytest.raises(hostchannel.ProtocolError, match="must encode 32 bytes"):
         hostchannel.decode_server_message(json.dumps(message))
 
