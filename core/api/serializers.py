@@ -1,4 +1,4 @@
-"""The API's base serializer, which runs the model layer's validation, and the wvdportal app's serializers.
+"""The API's base serializer, which runs the model layer's validation, and the core app's serializers.
 
 Every write goes through ``ModelCleanSerializer``: it builds the instance the write would produce and
 calls the model's own ``full_clean()``, so ``clean()`` rules and the database constraints (the

@@ -1,4 +1,4 @@
-"""API endpoints of the wvdportal app: issued certificates (read-only) and the caller's own API tokens."""
+"""API endpoints of the core app: issued certificates (read-only) and the caller's own API tokens."""
 from __future__ import annotations
 
 import logging
