@@ -1,8 +1,10 @@
-"""Host-agent certificates on the server side: authenticating a channel and renewing over it.
+"""Host-agent certificates on the server side: authenticating an agent and renewing its certificate.
 
-A channel is accepted when the presented certificate verifies with our CA for the host-agent purpose
-(chains, valid, recorded, not revoked), the signature proves possession of its key for this
-connection's nonce, and it is the certificate bound to a session host of that name. During a renewal
+Both places a session host's agent reaches the control plane use it: the host channel's consumer
+(hostagent/consumers.py) and the gateway's agent link (gateway/transports/agentlink.py). An agent is
+accepted when the presented certificate verifies with our CA for the host-agent purpose (chains,
+valid, recorded, not revoked), the signature proves possession of its key for this connection's
+nonce, and it is the certificate bound to a session host of that name. During a renewal
 the host is bound to the new certificate as soon as it is issued, and the one it renews stays
 accepted until the agent has proved it switched (or it expires), so a crash halfway through never
 locks the agent out.

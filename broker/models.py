@@ -347,15 +347,16 @@ class ConnectionQuerySet(models.QuerySet):
 
     def fail(self, code: str, detail: str = "") -> int:
         """Fail the open ones with a documented error code (wire/errors.py; any other is a programming
-        error: ValueError) and a detail for the admin. Their waiting clients hear of it at once
-        (broker/verdicts.py), after the commit."""
+        error: ValueError) and a detail for the admin. A client still waiting for its host hears of it at
+        once (broker/verdicts.py), after the commit."""
         code = ErrorCode(code)
-        open_rows = self.still_open()
-        announce = list(open_rows.values_list("activity_id", "gateway_instance_id"))
-        failed = open_rows.update(**_failure(code, detail, timezone.now()))
-        if failed:
+        # Who may be waiting: clients whose setup is under way, unless the failure is that they left.
+        waiting = [] if code == ErrorCode.ConnectionFailedClientDisconnect else list(
+            self.being_set_up().values_list("activity_id", "gateway_instance_id"))
+        failed = self.still_open().update(**_failure(code, detail, timezone.now()))
+        if failed and waiting:
             transaction.on_commit(lambda: [verdicts.announce(str(activity), instance)
-                                           for activity, instance in announce])
+                                           for activity, instance in waiting])
         return failed
 
     def finish(self, ended_by: str, bytes_client_to_host: int, bytes_host_to_client: int) -> int:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.core import signing
@@ -26,6 +28,7 @@ __all__ = ["MAX_TICKET_LENGTH", "ConnectionTicket", "HostTicket", "TicketRefused
            "verify_host_ticket"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T", ConnectionTicket, HostTicket)
 
 # Part of every signature: changing a salt invalidates every ticket issued before (they name the module
 # where tickets were first signed).
@@ -90,9 +93,16 @@ def _decode(ticket: str, kind: str, now: datetime | None) -> dict:
     return claims
 
 
-def _check_not_revoked(jti: str) -> None:
-    if RevokedTicket.objects.filter(jti=jti).exists():
-        raise _refuse("revoked", "The ticket has been revoked.", jti)
+def _verify(ticket: str, kind: str, read: Callable[[dict], T], now: datetime | None) -> T:
+    """The ticket's value (``read`` makes it from the claims) once every check has passed."""
+    claims = _decode(ticket, kind, now)
+    try:
+        value = read(claims)
+    except TicketFormatError as exc:
+        raise _refuse("malformed", str(exc), claims["j"]) from None
+    if RevokedTicket.objects.filter(jti=value.jti).exists():
+        raise _refuse("revoked", "The ticket has been revoked.", value.jti)
+    return value
 
 
 def issue_connection_ticket(*, user, application_group_id: int, resource: str, host_pool_id: int,
@@ -112,13 +122,7 @@ def issue_connection_ticket(*, user, application_group_id: int, resource: str, h
 def verify_connection_ticket(ticket: str, *, now: datetime | None = None) -> ConnectionTicket:
     """The contents of a valid connection ticket, or TicketRefused. ``now`` (an addition) checks
     expiry at another moment than the current time."""
-    claims = _decode(ticket, envelope.CONNECTION_KIND, now)
-    try:
-        value = envelope.connection_ticket(claims)
-    except TicketFormatError as exc:
-        raise _refuse("malformed", str(exc), claims["j"]) from None
-    _check_not_revoked(value.jti)
-    return value
+    return _verify(ticket, envelope.CONNECTION_KIND, envelope.connection_ticket, now)
 
 
 def issue_host_ticket(*, connection_activity_id: str, session_host_id: int,
@@ -130,13 +134,7 @@ def issue_host_ticket(*, connection_activity_id: str, session_host_id: int,
 
 def verify_host_ticket(ticket: str, *, now: datetime | None = None) -> HostTicket:
     """The contents of a valid host ticket, or TicketRefused (same reason codes as connection tickets)."""
-    claims = _decode(ticket, envelope.HOST_KIND, now)
-    try:
-        value = envelope.host_ticket(claims)
-    except TicketFormatError as exc:
-        raise _refuse("malformed", str(exc), claims["j"]) from None
-    _check_not_revoked(value.jti)
-    return value
+    return _verify(ticket, envelope.HOST_KIND, envelope.host_ticket, now)
 
 
 def revoke_ticket(jti: str, expires_at: datetime) -> None:

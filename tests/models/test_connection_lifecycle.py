@@ -157,6 +157,17 @@ class TestFailing:
         assert announced == [(str(started.activity_id), started.gateway_instance_id)]  # the first only
 
 
+    def test_nobody_is_told_when_the_client_left_or_its_relay_already_runs(
+            self, started, host, member, pool, instance, announced, django_capture_on_commit_callbacks):
+        relaying = Connection.objects.admit(user=member, host_pool=pool, gateway_instance=instance)
+        this(relaying).reserve(host)
+        this(relaying).relay_started()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert this(started).fail(E.ConnectionFailedClientDisconnect) == 1
+            assert this(relaying).fail(E.InternalError) == 1
+        assert announced == []
+
+
 class TestTheEnds:
     def test_finishing_ends_it_with_who_ended_it_and_the_bytes(self, started, host):
         this(started).reserve(host)
