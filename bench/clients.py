@@ -38,9 +38,10 @@ class StreamError(Exception):
 
 
 class GatewayRefused(StreamError):
-    def __init__(self, what: str, code: int) -> None:
+    def __init__(self, what: str, code: int, after: float = 0.0) -> None:
         super().__init__(f"{what} refused: {rdg.describe_code(code)}")
         self.code = code
+        self.after = after  # seconds from TUNNEL_CREATE sent to the refusal received (0 before that)
 
 
 class TcpStream:
@@ -236,7 +237,7 @@ class RdgStream:
                 authorised = clock()
                 response = await stream._exchange(rdg.build_channel_create([resource], rdp_port), rdg.ChannelResponse)
                 if rdg.is_failure(response.error_code):
-                    raise GatewayRefused("channel", response.error_code)
+                    raise GatewayRefused("channel", response.error_code, after=clock() - handshaken)
                 opened = clock()
                 t.handshake, t.tunnel = handshaken - upgraded, tunnelled - handshaken
                 t.channel, t.setup = opened - authorised, opened - handshaken

@@ -13,6 +13,10 @@ with the served ticket, TUNNEL_AUTH, CHANNEL_CREATE). The figure is the client's
 TUNNEL_CREATE to receiving CHANNEL_RESPONSE: the ticket check and Connection record, placement, the
 connect order over the host channel, the agent dialling back and authenticating. Each connection then
 makes one round trip through the relay (so it really is connected) and closes.
+
+Then every host is drained and as many connections are refused (a tenth as many, at least 10): the
+figure is the time from TUNNEL_CREATE to the refusal in CHANNEL_RESPONSE, i.e. how fast the broker's
+verdict (placement refuses: no host accepts new sessions) reaches the client waiting in the gateway.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import workloads  # noqa: E402
+from bench.clients import GatewayRefused  # noqa: E402
 from bench.harness import (  # noqa: E402
     EMBEDDED,
     Estate,
@@ -64,6 +69,24 @@ async def measure(estate: Estate, count: int) -> tuple[list, list[str]]:
     return timings, errors
 
 
+async def measure_refusals(estate: Estate, count: int) -> tuple[list[float], list[str]]:
+    """Seconds from TUNNEL_CREATE to the refused CHANNEL_RESPONSE, with every host drained."""
+    refused, errors = [], []
+    for index in range(WARM_UP + count):
+        try:
+            stream = await estate.open_session()
+        except GatewayRefused as refusal:
+            if refusal.after and index >= WARM_UP:
+                refused.append(refusal.after)
+            continue
+        except Exception as exc:  # noqa: BLE001 - counted and shown, the run goes on
+            errors.append(f"{exc.__class__.__name__}: {exc}")
+            continue
+        errors.append("a connection to a drained pool was not refused")
+        await stream.close()
+    return refused, errors
+
+
 def ms(values: list[float], pct: float) -> str:
     return f"{percentile(values, pct) * 1e3:.1f}"
 
@@ -75,6 +98,8 @@ def run_shape(shape: Shape, count: int, work: Path) -> list:
             started = time.monotonic()
             timings, errors = asyncio.run(measure(estate, count))
             elapsed = time.monotonic() - started
+            estate.allow_new_sessions(False)
+            refused, refusal_errors = asyncio.run(measure_refusals(estate, max(10, count // 10)))
     finally:
         target.stop()
     setup = [t.setup for t in timings]
@@ -83,7 +108,9 @@ def run_shape(shape: Shape, count: int, work: Path) -> list:
     return [shape.label, len(timings), len(errors), ms(setup, 50), ms(setup, 99), ms(setup, 100),
             ms([t.tunnel for t in timings], 50), ms([t.channel for t in timings], 50),
             ms([t.tls + t.upgrade for t in timings], 50), f"{elapsed:.0f}",
-            verdict(ok) if shape.redis_url else f"({verdict(ok)})"], errors
+            verdict(ok) if shape.redis_url else f"({verdict(ok)})"], errors, [
+        shape.label, len(refused), len(refusal_errors),
+        ms(refused, 50) if refused else "-", ms(refused, 99) if refused else "-"], refusal_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     exit_on_sigterm()
     shapes = {"embedded": EMBEDDED, "redis": redis_shape(options.redis_url, options.database_url)}
-    rows, notes = [], []
+    rows, refusal_rows, notes = [], [], []
     with tempfile.TemporaryDirectory(prefix="wvd-bench-connect-") as work:
         for name in options.shapes:
-            row, errors = run_shape(shapes[name], options.connections, Path(work))
+            row, errors, refusal_row, refusal_errors = run_shape(shapes[name], options.connections, Path(work))
             rows.append(row)
-            notes += [f"- {name}: {error}" for error in errors[:5]]
+            refusal_rows.append(refusal_row)
+            notes += [f"- {name}: {error}" for error in (errors + refusal_errors)[:5]]
     table = markdown_table(
         ["shape", "connections", "errors", "setup p50 ms", "setup p99 ms", "max ms", "tunnel p50 ms",
          "channel p50 ms", "TLS + upgrade p50 ms", "run s", "p50 < 150 ms, p99 < 500 ms"], rows)
@@ -127,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
          "tunnel = TUNNEL_CREATE → TUNNEL_RESPONSE (ticket checked, Connection recorded); channel = "
          "CHANNEL_CREATE → CHANNEL_RESPONSE (placement, connect order, the agent dials in). The target is "
          "stated for Redis + Celery; the embedded row's verdict is in parentheses, for reference."),
+        "### Refused connections, every host drained",
+        markdown_table(["shape", "refused", "errors", "refusal p50 ms", "refusal p99 ms"], refusal_rows),
+        ("refusal = TUNNEL_CREATE sent → the refused CHANNEL_RESPONSE received: the ticket check, placement "
+         "refusing, and the broker's verdict reaching the waiting client."),
         *(["Errors:\n" + "\n".join(notes)] if notes else []),
     ]), flush=True)
     return 0

@@ -159,6 +159,7 @@ class Estate:
     plane: BenchPlane | None = None
     agents: list[Child] = field(default_factory=list)
     rdp: RdpFile | None = None
+    admin_token: str = ""
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wvd-bench-")))
 
     def __enter__(self) -> Estate:
@@ -188,7 +189,7 @@ class Estate:
             f"print(U.objects.create_user('bench-user', '', {PASSWORD!r}).pk)"
         ))
         user_id = int(created.stdout.strip().splitlines()[-1])
-        admin = self.sign_in("bench-admin")
+        admin = self.admin_token = self.sign_in("bench-admin")
 
         def api(method: str, path: str, body: dict | None = None) -> dict:
             status, answer = call(plane.base_url, method, path, body, admin)
@@ -209,6 +210,18 @@ class Estate:
         for index in range(self.hosts):
             self._wait_available(f"bench-host-{index}", admin)
         self.rdp = self.download_rdp(self.sign_in("bench-user"))
+
+    def allow_new_sessions(self, allow: bool) -> None:
+        """Drain every host (False), or end drain mode (True), as an admin does through the API."""
+        assert self.plane is not None
+        status, body = call(self.plane.base_url, "GET", "/api/v1/sessionhosts/", token=self.admin_token)
+        if status != 200:
+            raise BenchError(f"session hosts: {status} {body}")
+        for host in body["results"]:  # type: ignore[index]
+            status, answer = call(self.plane.base_url, "POST", f"/api/v1/sessionhosts/{host['id']}/drain/",
+                                  {"allow_new_sessions": allow}, self.admin_token)
+            if status != 200:
+                raise BenchError(f"drain {host['name']}: {status} {answer}")
 
     def sign_in(self, username: str) -> str:
         assert self.plane is not None
