@@ -16,9 +16,12 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": True, "retry_jitter": True, "max_retries": 5}
+# The names these tasks were published under (when this module was wvdportal/tasks.py): queued messages,
+# beat schedules and monitoring know them by name.
+NAME_PREFIX = "wvdportal.tasks."
 
 
-@shared_task(**RETRY)
+@shared_task(name=NAME_PREFIX + "renew_expiring_certificates", **RETRY)
 def renew_expiring_certificates() -> int:
     """Renew the server-side certificates that expire within CERTIFICATE_RENEWAL_WINDOW; returns how
     many were renewed. Host-agent certificates (and host-rdp ones whose key lives on the host) are
@@ -30,7 +33,7 @@ def renew_expiring_certificates() -> int:
     return len(renewed)
 
 
-@shared_task(**RETRY)
+@shared_task(name=NAME_PREFIX + "purge_expired_ticket_revocations", **RETRY)
 def purge_expired_ticket_revocations() -> int:
     """Drop revocation rows of tickets that have expired anyway; returns how many. Rows deleted by
     someone else meanwhile are simply not counted."""

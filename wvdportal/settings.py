@@ -269,11 +269,11 @@ SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS",
 # --- Periodic work: Celery beat, or `serve`'s in-process timers without Redis -------------------------
 CELERY_BEAT_SCHEDULE = {
     "renew-expiring-certificates": {
-        "task": "core.tasks.renew_expiring_certificates",
+        "task": "wvdportal.tasks.renew_expiring_certificates",
         "schedule": timedelta(hours=1),
     },
     "purge-expired-ticket-revocations": {
-        "task": "core.tasks.purge_expired_ticket_revocations",
+        "task": "wvdportal.tasks.purge_expired_ticket_revocations",
         "schedule": timedelta(hours=1),
     },
     "hostagent-mark-missed-heartbeats": {

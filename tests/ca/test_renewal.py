@@ -117,5 +117,5 @@ def test_the_core_tasks_retry_only_transient_database_errors():
 
 def test_renewal_runs_hourly_on_beat(settings):
     entries = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "core.tasks.renew_expiring_certificates" in entries
-    assert "core.tasks.purge_expired_ticket_revocations" in entries
+    assert "wvdportal.tasks.renew_expiring_certificates" in entries
+    assert "wvdportal.tasks.purge_expired_ticket_revocations" in entries
