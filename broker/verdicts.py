@@ -10,7 +10,9 @@ database once; nobody polls.
   gateway's own process; the gateway fails its own) is woken directly, from any thread.
 * Otherwise the announcement goes over the channel layer to the group of the gateway instance that holds
   the client, ``gateway.instance.<id>``; every ``serve`` process listens to its own group (``listen``) and
-  wakes its waiter. It carries the activity id only: the verdict itself is read from the database.
+  wakes its waiter. It carries the activity id only: the verdict itself is read from the database. A
+  verdict on a connection of this very process's instance that found no waiter here is sent nowhere:
+  nobody waits for it anywhere (the gateway failing a client it is still talking to, say).
 
 A lost announcement (the channel layer down at that moment) costs the client time, never the outcome: the
 waiter also re-reads the verdict now and then (SAFETY_POLL_INTERVAL), and its own deadline still holds.
@@ -18,13 +20,15 @@ waiter also re-reads the verdict now and then (SAFETY_POLL_INTERVAL), and its ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 import threading
 from typing import Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from wire.relaylink import ACTIVITY_ID
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,6 @@ log = logging.getLogger(__name__)
 SAFETY_POLL_INTERVAL = 5.0
 # channels_redis forgets group members after a day (group_expiry): re-join well before that.
 GROUP_REFRESH_SECONDS = 3600.0
-_ACTIVITY_ID = re.compile(r"[0-9a-f-]{1,64}")
 
 
 class VerdictEvent(TypedDict):
@@ -82,11 +85,14 @@ class Waiters:
 
 
 waiters = Waiters()  # one registry per process, like the rendezvous of relays it serves
+# The gateway instances this process is (whose group it listens to): a verdict on one of their
+# connections that finds no waiter here has nobody to reach anywhere.
+_instances_here: set[int] = set()
 
 
 def announce(activity_id: str, gateway_instance_id: int | None) -> None:
     """A verdict on ``activity_id`` is committed: wake its waiter, here or in the instance holding it."""
-    if waiters.wake(activity_id) or gateway_instance_id is None:
+    if waiters.wake(activity_id) or gateway_instance_id is None or gateway_instance_id in _instances_here:
         return
     event: VerdictEvent = {"type": "connection.verdict", "activity_id": activity_id}
     try:
@@ -96,32 +102,61 @@ def announce(activity_id: str, gateway_instance_id: int | None) -> None:
                     gateway_instance_id, exc_info=True)
 
 
-async def listen(instance_id: int, registry: Waiters = waiters, *, retry_delay: float = 1.0) -> None:
+async def listen(instance_id: int, registry: Waiters = waiters, *, retry_delay: float = 1.0,
+                 max_retry_delay: float = 30.0) -> None:
     """Wake this process's waiters for the announcements sent to its instance's group, until cancelled.
 
-    Survives the channel layer going away (Redis restarting): it waits, joins the group again and goes on.
+    Survives the channel layer going away (Redis restarting): it waits (longer each time, up to
+    ``max_retry_delay``), joins the group again with a new channel and goes on.
     """
     layer = get_channel_layer()
     group = instance_group(instance_id)
-    channel = None
-    while True:
-        try:
-            if channel is None:
-                channel = await layer.new_channel()
-            await layer.group_add(group, channel)  # again now and then: memberships expire
-            message = await asyncio.wait_for(layer.receive(channel), GROUP_REFRESH_SECONDS)
-        except TimeoutError:
-            continue
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the layer is down: try again, never stop listening
-            log.warning("verdict listener of %s: %s; retrying in %.0f s", group, exc, retry_delay)
+    _instances_here.add(instance_id)
+    delay = retry_delay
+    try:
+        while True:
             channel = None
-            await asyncio.sleep(retry_delay)
-            continue
-        activity_id = message.get("activity_id") if isinstance(message, dict) else None
-        if (not isinstance(message, dict) or message.get("type") != "connection.verdict"
-                or not isinstance(activity_id, str) or not _ACTIVITY_ID.fullmatch(activity_id)):
-            log.warning("verdict listener of %s: ignored a malformed message", group)
-            continue
-        registry.wake(activity_id)
+            try:
+                channel = await layer.new_channel()
+                await layer.group_add(group, channel)
+                if delay > retry_delay:
+                    log.info("verdict listener of %s: listening again", group)
+                delay = retry_delay
+                await _receive(layer, group, channel, registry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the layer is down: try again, never stop listening
+                log.warning("verdict listener of %s: %s; retrying in %.0f s", group, exc, delay)
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await layer.group_discard(group, channel)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_retry_delay)
+    finally:
+        _instances_here.discard(instance_id)
+
+
+async def _receive(layer, group: str, channel: str, registry: Waiters) -> None:
+    """Wake the waiter of every well-formed announcement; re-join the group now and then meanwhile
+    (memberships expire) without ever interrupting the receive."""
+    rejoin = asyncio.ensure_future(_rejoin_every(layer, group, channel, GROUP_REFRESH_SECONDS))
+    try:
+        while True:
+            message = await layer.receive(channel)
+            activity_id = message.get("activity_id") if isinstance(message, dict) else None
+            if (not isinstance(message, dict) or message.get("type") != "connection.verdict"
+                    or not isinstance(activity_id, str) or not ACTIVITY_ID.fullmatch(activity_id)):
+                log.warning("verdict listener of %s: ignored a malformed message", group)
+                continue
+            registry.wake(activity_id)
+    finally:
+        rejoin.cancel()
+
+
+async def _rejoin_every(layer, group: str, channel: str, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await layer.group_add(group, channel)
+        except Exception as exc:  # noqa: BLE001 - the receive will notice a dead layer and start over
+            log.warning("verdict listener of %s: could not re-join: %s", group, exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -71,11 +72,36 @@ async def test_a_late_unregister_does_not_remove_a_newer_waiter():
 # --- across processes: the instance's group on the channel layer ----------------------------------
 
 
+@contextmanager
+def as_another_process():
+    """What the process of a Celery worker knows: no waiter, and no gateway instance of its own."""
+    saved = verdicts.waiters, verdicts._instances_here
+    verdicts.waiters, verdicts._instances_here = verdicts.Waiters(), set()
+    try:
+        yield
+    finally:
+        verdicts.waiters, verdicts._instances_here = saved
+
+
+async def start_listener(instance_id: int, registry: verdicts.Waiters, **options) -> asyncio.Task:
+    """This process becomes the instance (before anything here may pretend to be another process)."""
+    listener = asyncio.ensure_future(verdicts.listen(instance_id, registry, **options))
+    await asyncio.sleep(0)
+    assert instance_id in verdicts._instances_here
+    return listener
+
+
+def announce_from_another_process(activity_id: str, instance_id: int) -> None:
+    with as_another_process():
+        verdicts.announce(activity_id, instance_id)
+
+
 async def announce_until_woken(event: asyncio.Event, activity_id: str, instance_id: int) -> None:
-    """Announce until the listener (which joins its group once it runs) has woken ``event``."""
+    """Announce (from another process) until the listener, which joins its group once it runs, has woken
+    ``event``."""
     async with asyncio.timeout(RECEIVE_TIMEOUT):
         while not event.is_set():
-            await sync_to_async(verdicts.announce, thread_sensitive=False)(activity_id, instance_id)
+            await sync_to_async(announce_from_another_process, thread_sensitive=False)(activity_id, instance_id)
             try:
                 await asyncio.wait_for(event.wait(), 0.2)
             except TimeoutError:
@@ -85,7 +111,7 @@ async def announce_until_woken(event: asyncio.Event, activity_id: str, instance_
 async def test_an_announcement_reaches_a_waiter_in_another_process_through_its_instances_group(
         in_memory_channel_layer):
     elsewhere = verdicts.Waiters()  # the waiters of the gateway process holding the client
-    listener = asyncio.ensure_future(verdicts.listen(7, elsewhere))
+    listener = await start_listener(7, elsewhere)
     try:
         event = elsewhere.register(ACTIVITY)
         await announce_until_woken(event, ACTIVITY, 7)  # this process has no such waiter: over the layer
@@ -96,7 +122,7 @@ async def test_an_announcement_reaches_a_waiter_in_another_process_through_its_i
 
 async def test_the_listener_ignores_malformed_messages_and_goes_on(in_memory_channel_layer, caplog):
     elsewhere = verdicts.Waiters()
-    listener = asyncio.ensure_future(verdicts.listen(8, elsewhere))
+    listener = await start_listener(8, elsewhere)
     try:
         await announce_until_woken(elsewhere.register(ACTIVITY), ACTIVITY, 8)  # the listener is in its group
         event = elsewhere.register(ACTIVITY)
@@ -111,6 +137,39 @@ async def test_the_listener_ignores_malformed_messages_and_goes_on(in_memory_cha
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+def test_a_verdict_for_this_processs_own_instance_that_nobody_here_waits_for_is_not_sent(monkeypatch):
+    def no_layer():
+        raise AssertionError("nothing should be sent")
+
+    monkeypatch.setattr(verdicts, "get_channel_layer", no_layer)
+    monkeypatch.setattr(verdicts, "_instances_here", {4})
+    verdicts.announce(ACTIVITY, 4)  # e.g. the gateway failing a client it is still talking to
+
+
+async def test_the_listener_survives_the_channel_layer_going_away(in_memory_channel_layer, monkeypatch, caplog):
+    layer = get_channel_layer()
+    real_receive, failures = layer.receive, []
+
+    async def flaky_receive(channel):
+        if len(failures) < 2:
+            failures.append(channel)
+            raise ConnectionError("Redis is restarting")
+        return await real_receive(channel)
+
+    monkeypatch.setattr(layer, "receive", flaky_receive)
+    elsewhere = verdicts.Waiters()
+    listener = await start_listener(9, elsewhere, retry_delay=0.01)
+    try:
+        with caplog.at_level(logging.INFO, logger="broker.verdicts"):
+            await announce_until_woken(elsewhere.register(ACTIVITY), ACTIVITY, 9)
+        assert len(failures) == 2 and "retrying" in caplog.text and "listening again" in caplog.text
+        assert 9 in verdicts._instances_here
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    assert 9 not in verdicts._instances_here
 
 
 def test_an_announcement_the_channel_layer_cannot_carry_is_logged_not_raised(monkeypatch, caplog):
@@ -176,14 +235,11 @@ async def test_a_verdict_announced_over_the_channel_layer_wakes_the_waiting_clie
     bed.server.config.verdict_check_interval = NEVER
     instance = await db(GatewayInstance.objects.get)(name=INSTANCE_NAME)
     here = verdicts.waiters
-    listener = asyncio.ensure_future(verdicts.listen(instance.pk, here))
+    listener = await start_listener(instance.pk, here)
 
     def in_a_worker_process() -> None:
-        verdicts.waiters = verdicts.Waiters()  # that process's registry: nobody waits there
-        try:
+        with as_another_process():
             expire_now(settings)
-        finally:
-            verdicts.waiters = here
 
     async def a_worker_fails_it() -> None:
         await asyncio.sleep(0.1)  # the listener joins its group
@@ -201,7 +257,9 @@ async def test_a_verdict_announced_over_the_channel_layer_wakes_the_waiting_clie
 async def test_a_lost_announcement_is_still_read_by_the_safety_net(bed: Bed, settings, monkeypatch):
     await bed.simulated.stop()
     bed.server.config.host_arrival_timeout = NEVER
-    bed.server.config.verdict_check_interval = 0.2
+    # Long enough that the expiry below has committed before the first re-read (on the test's in-memory
+    # SQLite, a read in one thread during a write in another can fail with "table is locked").
+    bed.server.config.verdict_check_interval = 1.0
     monkeypatch.setattr(verdicts, "announce", lambda activity, instance: None)  # every message lost
 
     async def the_beat_expires_the_reservation() -> None:
