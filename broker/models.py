@@ -373,8 +373,8 @@ class ConnectionQuerySet(models.QuerySet):
         return ended
 
     def ended_with_instance(self) -> int:
-        """The gateway instance that held them went away (restarted, or seen gone): their relays died
-        with it."""
+        """The gateway instance that held them went away (it restarted: ``register_instance``): their
+        relays died with it."""
         return self.still_open().exclude(state=ConnectionState.FAILED).update(
             state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN, ended_at=timezone.now()
         )

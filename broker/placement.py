@@ -188,7 +188,8 @@ def _place(pk: int) -> PlacementResult:
         return _fail(conn, refusal.code, refusal.detail)
 
     # The reservation. The row is still STARTED: this transaction has held it since its first write.
-    Connection.objects.filter(pk=pk).reserve(host)
+    if not Connection.objects.filter(pk=pk).reserve(host):
+        return _recorded_outcome(Connection.objects.get(pk=pk))  # cannot happen under the lock; never lie
     return PlacementResult(pk, session_host_id=host.pk, route=route)
 
 

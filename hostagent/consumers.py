@@ -1,7 +1,7 @@
 """The persistent host channel: one WebSocket per connected agent, at /ws/hostagent/.
 
 The agent proves who it is by signing this connection's nonce with its certificate's key (see
-hostagent.certificates), then sends heartbeats and answers commands. Every frame is validated by
+broker.hostcertificates), then sends heartbeats and answers commands. Every frame is validated by
 wire.hostchannel; a bad one closes the channel with a reason code and a log line, never touching
 any host's records. Commands from other processes arrive as channel-layer events (broker.hostbus).
 
