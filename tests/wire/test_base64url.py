@@ -17,7 +17,11 @@ def test_it_decodes_with_or_without_padding():
     assert base64url.decode("YQ") == base64url.decode("YQ==") == b"a"
 
 
-@pytest.mark.parametrize("text", ["Y", "YWJjZ", "\u00e9\u00e9\u00e9\u00e9", None, 7])
+@pytest.mark.parametrize("text", [
+    "Y", "YWJjZ", "\u00e9\u00e9\u00e9\u00e9", None, 7,
+    "a b$c!d", "YW+5", "YW/5", "YQ=", "YQ===", "YWJj=", "Y=Q=",  # outside the alphabet, wrong padding
+    "YR",  # stray bits: "YQ" is the one spelling of b"a"
+])
 def test_it_refuses_what_is_not_base64url(text):
     with pytest.raises(base64url.Base64urlError):
         base64url.decode(text)
