@@ -160,8 +160,9 @@ MAX_VALUE_LENGTH = 1_000
 # Values FreeRDP reads with strtol into 32-bit settings; plain decimal keeps every client agreeing.
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,10}$")
 _INT_RANGE = (-(2**31), 2**31 - 1)
-# C0 and C1 control characters other than tab: they have no place in a setting.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# C0 and C1 control characters other than tab, and the Unicode line and paragraph separators: they have
+# no place in a setting.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class RdpPropertiesError(ValueError):
@@ -210,7 +211,7 @@ def parse_rdp_properties(text: str) -> list[RdpProperty]:
         return []
     if len(text) > MAX_TEXT_LENGTH:
         raise RdpPropertiesError([f"The custom RDP properties are longer than {MAX_TEXT_LENGTH} characters."])
-    lines = text.splitlines()
+    lines = rdpfile.split_lines(text, keep_blank=True)
     if len([line for line in lines if line.strip()]) > MAX_PROPERTIES:
         raise RdpPropertiesError([f"At most {MAX_PROPERTIES} custom RDP properties are allowed."])
 

@@ -81,6 +81,7 @@ SIGNABLE_SETTINGS: tuple[tuple[str, str], ...] = (
     ("redirectwebauthn:i:", "RedirectWebAuthn"),
 )
 
+_SIGNABLE_PREFIXES = tuple(prefix for prefix, _ in SIGNABLE_SETTINGS)
 SIGNSCOPE_PREFIX = "signscope:s:"
 SIGNATURE_PREFIX = "signature:s:"
 # The 12-byte header before the CMS blob: two constant DWORDs (meaning unknown) and the length.
@@ -133,7 +134,18 @@ def _split_lines(text_or_lines: str | Iterable[str]) -> list[str]:
 
 
 def _setting_key(line: str) -> str:
-    return line.split(":", 1)[0].lower()
+    """What a client reads the line as (its lower-case setting name, wire.rdpfile); a line that is not a
+    setting stands for itself."""
+    setting = rdpfile.parse_line(line)
+    return setting.name if setting is not None else line.lower()
+
+
+def _signable(line: str) -> bool:
+    """Whether the line sets a signable setting, as rdpsign.exe matches it (the exact prefix) or as a
+    client reads it (the parsed name and type: ``Full Address :s:x`` is the full address too)."""
+    setting = rdpfile.parse_line(line)
+    return line.lower().startswith(_SIGNABLE_PREFIXES) or (
+        setting is not None and f"{setting.name}:{setting.type.lower()}:" in _SIGNABLE_PREFIXES)
 
 
 def _prepare_settings(text_or_lines: str | Iterable[str]) -> list[str]:
@@ -467,8 +479,7 @@ def check_rdp_signature(data: bytes, ca_cert: x509.Certificate, *, at: datetime 
             raise RdpSignatureError(f"the signscope names {name!r} but the file has no such setting")
         used.add(index)
         signed_lines.append(settings[index])
-    unsigned = [s for i, s in enumerate(settings) if i not in used
-                and any(s.lower().startswith(prefix) for prefix, _ in SIGNABLE_SETTINGS)]
+    unsigned = [s for i, s in enumerate(settings) if i not in used and _signable(s)]
     if unsigned:
         raise RdpSignatureError(f"the signable setting {unsigned[0].split(':', 1)[0]!r} is outside the signscope")
 

@@ -127,6 +127,13 @@ def test_control_characters_in_values_are_refused():
     assert "control character" in _problems("domain:s:CONTOSO\x1b[31m")[0]
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0b", "\x0c", "\x85"])
+def test_a_line_break_only_some_readers_see_is_refused_inside_a_value(separator):
+    # The .rdp grammar breaks lines at CR and LF only (wire/rdpfile.py); anything else that looks like a
+    # line break to some reader must never reach a file.
+    assert "control character" in _problems(f"domain:s:CONTOSO{separator}alternate shell:s:cmd.exe")[0]
+
+
 def test_oversized_input_is_refused_without_parsing_it():
     (problem,) = _problems("audiomode:i:0\n" * 5000)
 

@@ -306,6 +306,16 @@ def test_it_refuses_a_signable_setting_added_after_signing(rdp_ca, rdp_signer):
         check_rdp_signature(rdpfile.encode(text), rdp_ca.certificate)
 
 
+@pytest.mark.parametrize("added", ["full address :s:evil.example", "Full Address:S:evil.example",
+                                   "  alternate shell:s:cmd.exe"])
+def test_it_refuses_a_signable_setting_added_in_another_spelling_clients_read_the_same(rdp_ca, rdp_signer, added):
+    text = rdpfile.decode(_signed_file(rdp_signer)) + added + "\r\n"
+    assert rdpfile.parse_line(added.strip()).name in ("full address", "alternate shell")  # what a client takes
+
+    with pytest.raises(RdpSignatureError, match="outside the signscope"):
+        check_rdp_signature(rdpfile.encode(text), rdp_ca.certificate)
+
+
 def test_the_access_token_can_change_without_breaking_the_signature(rdp_ca, rdp_signer):
     # §2.2: gatewayaccesstoken is not signable, which is why the ticket can live in a signed file.
     data = _signed_file(rdp_signer, ["full address:s:h", "gatewayaccesstoken:s:first"])
