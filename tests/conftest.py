@@ -6,9 +6,17 @@ from rest_framework.test import APIClient
 
 from broker.models import HostPool
 from core.models import ApiToken
+from tests.architecture.connection_writes import only_the_lifecycle_writes_connections
 from feed.models import ApplicationGroup, Assignment, Workspace
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def connection_rows_are_written_by_their_lifecycle_only():
+    """Throughout the run, a write of the Connection table from anywhere but its lifecycle fails."""
+    with only_the_lifecycle_writes_connections():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,10 @@ import ast
 from pathlib import Path
 
 import pytest
+from django.db import transaction
+
+from broker.models import Connection
+from tests.architecture.connection_writes import DirectConnectionWrite
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("wire", "core", "broker", "feed", "hostagent", "gateway", "portal", "wvdportal")
@@ -63,3 +67,25 @@ def test_the_check_sees_a_direct_write(tmp_path, source):
     module = tmp_path / "module.py"
     module.write_text(source + "\n")
     assert direct_writes(module)
+
+
+@pytest.mark.django_db
+def test_a_direct_write_at_run_time_is_refused_wherever_it_comes_from(member):
+    """The guard the whole run works under (tests/architecture/connection_writes.py): application code
+    that writes the table itself is stopped; here a module outside the lifecycle is simulated."""
+    module = ROOT / "gateway" / "_direct_write_probe.py"
+    code = compile("def write(qs):\n    qs.update(client_name='x')\n", str(module), "exec")
+    namespace: dict = {}
+    exec(code, namespace)  # a function whose code says it lives in gateway/, as an application module's would
+    connection = Connection.objects.admit(user=member, username="member")
+    with pytest.raises(DirectConnectionWrite, match="gateway/_direct_write_probe.py:2 writes Connection rows"):
+        with transaction.atomic():  # the refused write marks its transaction for rollback
+            namespace["write"](Connection.objects.filter(pk=connection.pk))
+    Connection.objects.filter(pk=connection.pk).record_client_name("through the lifecycle")  # allowed
+
+
+@pytest.mark.django_db
+def test_deleting_a_user_may_null_their_connections(member):
+    connection = Connection.objects.admit(user=member, username="member")
+    member.delete()  # Django's collector: SET_NULL, as the model declares
+    assert Connection.objects.get(pk=connection.pk).user is None
