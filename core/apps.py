@@ -1,16 +1,14 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate, pre_migrate
 
+from core.dbrules import ensure_rules, suspend_rules
+
 
 def _suspend_rules(sender, using="default", **kwargs) -> None:
-    from core.dbrules import suspend_rules  # noqa: PLC0415 - the migration loader, only when migrate runs
-
     suspend_rules(using)
 
 
 def _ensure_rules(sender, using="default", **kwargs) -> None:
-    from core.dbrules import ensure_rules  # noqa: PLC0415 - as above
-
     ensure_rules(using)
 
 
