@@ -3,6 +3,7 @@ edited; users and groups found by name for the assignment picker."""
 from __future__ import annotations
 
 import logging
+import re
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -20,6 +21,7 @@ from portal.views.generic import ObjectEditView
 from portal.views.responses import GonePage, Link, back
 
 log = logging.getLogger(__name__)
+POOL_ID = re.compile(r"[0-9]{1,18}")  # a primary key the database can hold
 
 PICKER_LIMIT = 10
 GROUPS = ApplicationGroup.objects.select_related("host_pool", "workspace")
@@ -46,8 +48,9 @@ class GroupCreateView(ObjectEditView):
 
     def get_initial(self) -> dict:
         # Opened from a pool's page: that pool is chosen.
-        if self.request.method == "GET" and str(self.request.GET.get("host_pool", "")).isdigit():
-            return {"host_pool": int(self.request.GET["host_pool"])}
+        chosen = self.request.GET.get("host_pool", "")
+        if self.request.method == "GET" and POOL_ID.fullmatch(chosen):  # not isdigit(): "²" is a digit too
+            return {"host_pool": int(chosen)}
         return {}
 
     def message_fields(self) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -101,6 +102,12 @@ def test_the_group_create_form_can_start_from_a_pool(staff, pooled_pool):
     response = staff.get(reverse("portal:group-create"), {"host_pool": pooled_pool.pk})
 
     assert response.context["form"].initial["host_pool"] == pooled_pool.pk
+
+
+@pytest.mark.parametrize("chosen", ["\u00b2", "1" * 40, "-1", "x"])
+def test_a_pool_that_is_not_a_pool_id_is_ignored_when_the_group_form_opens(staff, pooled_pool, chosen):
+    response = staff.get(reverse("portal:group-create"), {"host_pool": chosen})
+    assert response.status_code == 200
 
 
 def test_a_group_deleted_meanwhile_gets_a_clear_page_on_every_form(staff, desktop_group, pooled_pool):
