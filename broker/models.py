@@ -25,6 +25,7 @@ from broker.choices import (
 )
 from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
 from core.hashing import hash_secret
+from core.validators import one_line, plain_text
 from wire.errors import ErrorCode, describe
 
 # Names that end up in .rdp files and URLs: letters, digits, dot, dash, underscore.
@@ -41,8 +42,8 @@ class HostPool(models.Model):
         validators=[name_validator],
         help_text="Routing name; it is the 'full address' in every .rdp file of the pool.",
     )
-    friendly_name = models.CharField(max_length=200, blank=True)
-    description = models.TextField(blank=True)
+    friendly_name = models.CharField(max_length=200, blank=True, validators=[one_line])
+    description = models.TextField(blank=True, validators=[plain_text])
     pool_type = models.CharField(max_length=16, choices=HostPoolType.choices, default=HostPoolType.POOLED)
     load_balancer = models.CharField(
         max_length=16, choices=LoadBalancer.choices, default=LoadBalancer.BREADTH_FIRST
@@ -308,9 +309,14 @@ class ConnectionQuerySet(models.QuerySet):
         return self.create(**fields, state=ConnectionState.STARTED, created_at=now, ticket_accepted_at=now)
 
     def refuse(self, code: str, message: str, **fields) -> Connection:
-        """A connection refused at the door (a bad ticket, a user or pool gone): recorded as failed, so
-        support can find it by its activity id."""
+        """A connection refused at the door (a bad ticket, a user or resource gone): recorded as failed, so
+        support can find it by its activity id. It never points at an application group or host pool that
+        no longer exists (the ticket may name one deleted since)."""
         now = timezone.now()
+        for name in ("application_group_id", "host_pool_id"):
+            related = self.model._meta.get_field(name.removesuffix("_id")).related_model
+            if fields.get(name) is not None and not related._default_manager.filter(pk=fields[name]).exists():
+                fields[name] = None
         return self.create(**fields, created_at=now, **_failure(ErrorCode(code), message, now, detailed=False))
 
     # --- steps 6-10 -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.db import models, transaction
 from django.db.models.functions import Lower
 
 from broker.models import HostPool, name_validator
+from core.validators import one_line, plain_text
 from feed.choices import ApplicationGroupType, CommandLineSetting
 from feed.icons import IconError, validate_icon
 
@@ -27,8 +28,9 @@ class Workspace(models.Model):
     """What a user subscribes to: groups application groups for the feed."""
 
     name = models.CharField(max_length=63, validators=[name_validator])
-    friendly_name = models.CharField(max_length=200, blank=True, help_text="Shown in clients.")
-    description = models.TextField(blank=True)
+    friendly_name = models.CharField(max_length=200, blank=True, help_text="Shown in clients.",
+                                     validators=[one_line])
+    description = models.TextField(blank=True, validators=[plain_text])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -51,8 +53,8 @@ class ApplicationGroup(models.Model):
     """A desktop group (exactly one Desktop) or a RemoteApp group, in one pool and at most one workspace."""
 
     name = models.CharField(max_length=63, validators=[name_validator])
-    friendly_name = models.CharField(max_length=200, blank=True)
-    description = models.TextField(blank=True)
+    friendly_name = models.CharField(max_length=200, blank=True, validators=[one_line])
+    description = models.TextField(blank=True, validators=[plain_text])
     group_type = models.CharField(max_length=16, choices=ApplicationGroupType.choices)
     host_pool = models.ForeignKey(HostPool, on_delete=models.PROTECT, related_name="application_groups")
     workspace = models.ForeignKey(
@@ -133,8 +135,8 @@ class Desktop(models.Model):
     """The one desktop of a desktop application group; created and deleted with its group."""
 
     application_group = models.OneToOneField(ApplicationGroup, on_delete=models.CASCADE, related_name="desktop")
-    friendly_name = models.CharField(max_length=200, default="Session Desktop")
-    description = models.TextField(blank=True)
+    friendly_name = models.CharField(max_length=200, default="Session Desktop", validators=[one_line])
+    description = models.TextField(blank=True, validators=[plain_text])
     icon = models.BinaryField(null=True, blank=True, editable=True)
     icon_content_type = models.CharField(max_length=40, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -159,14 +161,16 @@ class RemoteApp(models.Model):
 
     application_group = models.ForeignKey(ApplicationGroup, on_delete=models.CASCADE, related_name="remote_apps")
     name = models.CharField(max_length=63, validators=[name_validator], help_text="Alias, stable in the feed.")
-    friendly_name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    file_path = models.CharField(max_length=500, help_text="Program path on the session host.")
+    friendly_name = models.CharField(max_length=200, validators=[one_line])
+    description = models.TextField(blank=True, validators=[plain_text])
+    file_path = models.CharField(max_length=500, help_text="Program path on the session host.",
+                                 validators=[one_line])
     command_line_setting = models.CharField(
         max_length=16, choices=CommandLineSetting.choices, default=CommandLineSetting.DO_NOT_ALLOW
     )
-    command_line_arguments = models.CharField(max_length=500, blank=True)
-    file_extensions = models.CharField(max_length=500, blank=True, help_text="e.g. .txt,.log")
+    command_line_arguments = models.CharField(max_length=500, blank=True, validators=[one_line])
+    file_extensions = models.CharField(max_length=500, blank=True, help_text="e.g. .txt,.log",
+                                       validators=[one_line])
     show_in_feed = models.BooleanField(default=True)
     icon = models.BinaryField(null=True, blank=True, editable=True)
     icon_content_type = models.CharField(max_length=40, blank=True)

@@ -236,3 +236,32 @@ def test_remoteapps_filter_by_group_and_visibility(admin_api, remote_app, remote
     assert names(f"application_group={remoteapp_group.pk}") == ["calc", "notepad"]
     assert names("show_in_feed=false") == ["calc"]
     assert names("search=notepad.exe") == ["notepad"]
+
+
+# --- text that reaches .rdp files and feeds --------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["Office\r\nalternate shell:s:cmd.exe", "Office\x1b[31m", "Office\u2028Two"])
+def test_a_desktop_title_with_a_line_break_or_control_character_is_refused(admin_api, desktop_group, text):
+    # Stored, it would break the .rdp file of every user of the desktop (a line break starts a setting).
+    desktop = desktop_group.desktop
+    response = admin_api.patch(f"/api/v1/desktops/{desktop.pk}/", {"friendly_name": text}, format="json")
+
+    assert response.status_code == 400 and "friendly_name" in response.json()
+    desktop.refresh_from_db()
+    assert desktop.friendly_name != text
+
+
+@pytest.mark.parametrize("field", ["file_path", "command_line_arguments", "friendly_name"])
+def test_a_remoteapp_path_arguments_or_title_with_a_line_break_are_refused(admin_api, remoteapp_group, field):
+    data = {"application_group": remoteapp_group.pk, "name": "calc", "friendly_name": "Calculator",
+            "file_path": r"C:\Windows\calc.exe", "command_line_setting": "require",
+            "command_line_arguments": "/x", field: "a\nremoteapplicationprogram:s:evil.exe"}
+    response = admin_api.post("/api/v1/remoteapps/", data, format="json")
+    assert response.status_code == 400 and field in response.json()
+
+
+def test_a_description_may_span_lines_but_holds_no_control_characters(admin_api, workspace):
+    url = f"/api/v1/workspaces/{workspace.pk}/"
+    assert admin_api.patch(url, {"description": "Line one\r\nLine two\twith a tab"}, format="json").status_code == 200
+    assert admin_api.patch(url, {"description": "bell\x07"}, format="json").status_code == 400
