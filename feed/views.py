@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from itertools import groupby
 
@@ -63,7 +64,11 @@ log = logging.getLogger(__name__)
 FEED_AUTHENTICATION = [ApiTokenAuthentication, SessionAuthentication]
 # Icons are converted with Pillow; the results are cached, keyed by the resource's version.
 ICON_CACHE_SECONDS = 24 * 3600
-_UNSAFE_FILE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+# Characters no file system or shell should see in a downloaded file's name.
+_UNSAFE_FILE_NAME = re.compile(r'[<>:"/\\|?*]+')
+# Unicode categories left out of file names: controls, and format characters such as the bidi overrides
+# (U+202E would make "exe.rdp" show as "pdr.exe") and zero-width joiners; line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class _FirstRenderer(BaseContentNegotiation):
@@ -246,7 +251,8 @@ class RdpFileView(_FeedFileView):
 
 
 def _file_name(resource: Resource) -> str:
-    title = _UNSAFE_FILE_NAME.sub(" ", resource.title).strip(" .")[:100]
+    visible = "".join(" " if unicodedata.category(char) in _INVISIBLE else char for char in resource.title)
+    title = " ".join(_UNSAFE_FILE_NAME.sub(" ", visible).split()).strip(" .")[:100]
     return f"{title or resource.alias}.rdp"
 
 

@@ -196,3 +196,16 @@ def test_stored_custom_properties_that_no_longer_validate_give_503_and_a_log_lin
 
     assert response.status_code == 503
     assert any("cannot build the .rdp file" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(("title", "name"), [
+    ("Payroll\u202egpj.exe", "Payroll gpj.exe.rdp"),  # a right-to-left override would show "exe.jpg"
+    ("Office\u200b desktop\u2066", "Office desktop.rdp"),  # zero-width space, isolate
+    ("a/b:c*d?e", "a b c d e.rdp"),
+])
+def test_the_download_name_keeps_no_invisible_or_unsafe_characters(member_api, desktop_group, signing_ca, title, name):
+    type(desktop_group.desktop).objects.filter(pk=desktop_group.desktop.pk).update(friendly_name=title)
+
+    response = member_api.get(DESKTOP_URL)
+
+    assert response["Content-Disposition"] == f'attachment; filename="{name}"'
