@@ -35,7 +35,9 @@ NONCE_BYTES = 32
 # peer, so the sender also sends an ``error`` message carrying the code and a sentence first.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_BIG = 1009
+# Not 1009 ("message too big"): that is for the WebSocket layer itself, and daphne refuses it from an
+# application (the peer then saw 1011). Ours, like the other application codes.
+CLOSE_TOO_BIG = 4413
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_AUTH_FAILED = 4401
 CLOSE_AUTH_TIMEOUT = 4408

@@ -2,6 +2,7 @@
 agent processes, talking over loopback. Statuses are read from the plane's own database."""
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -16,9 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import websockets
 
 from testbed.lifecycle import read_log, start_logged, stop_group
 from testbed.processes import REPO_ROOT, ControlPlane
+from wire import hostchannel
 
 pytestmark = pytest.mark.slow
 
@@ -205,3 +208,26 @@ def test_agents_register_heartbeat_go_unavailable_come_back_and_answer_commands(
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGCONT)
                 stop_group(process, grace=10)
+
+
+def test_an_oversized_frame_on_the_host_channel_is_refused_with_our_close_code(plane):
+    """Under daphne, not just in a communicator: the close code must be one an application may send (it was
+    1009, which daphne turned into 1011 "internal error")."""
+
+    async def send_too_much() -> tuple[list[dict], int | None]:
+        messages = []
+        async with websockets.connect(plane.ws_url + "/ws/hostagent/", max_size=None) as ws:
+            messages.append(json.loads(await ws.recv()))  # the challenge
+            await ws.send(json.dumps({"type": "shutdown", "reason": "x" * hostchannel.MAX_FRAME_BYTES}))
+            try:
+                async for frame in ws:
+                    messages.append(json.loads(frame))
+            except websockets.ConnectionClosed:
+                pass
+            return messages, ws.close_code
+
+    messages, close_code = asyncio.run(send_too_much())
+
+    assert close_code == hostchannel.CLOSE_TOO_BIG == 4413
+    assert messages[-1]["type"] == "error" and messages[-1]["code"] == 4413
+    assert "Traceback" not in read_log(plane.log_dir / "serve.log")
