@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.choices import CertificatePurpose
 from core.models import ApiToken, Certificate
+
+
+class RowIdFilter(django_filters.NumberFilter):
+    """A row's id: a whole number a database can hold; anything else is a 400, never a 500."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
 
 
 class CertificateFilterSet(django_filters.FilterSet):
@@ -25,7 +35,7 @@ class ApiTokenFilterSet(django_filters.FilterSet):
     revoked = django_filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
     usable = django_filters.BooleanFilter(method="filter_usable", label="Neither revoked nor expired")
     # A plain number, not a choice of users: a plain user must not learn which user ids exist.
-    user = django_filters.NumberFilter(field_name="user_id", label="User id (staff see every user's tokens)")
+    user = RowIdFilter(field_name="user_id", label="User id (staff see every user's tokens)")
 
     class Meta:
         model = ApiToken

@@ -159,3 +159,9 @@ def test_an_expiring_token_cannot_mint_a_token_that_outlives_it(member):
         assert response.status_code == 400
         assert "lifetime_hours" in response.json()
     assert client.post("/api/v1/tokens/", {"lifetime_hours": 1}).status_code == 201
+
+
+@pytest.mark.parametrize("user", ["9223372036854775808", "99999999999999999999999", "0", "-3", "1.5", "x"])
+def test_a_user_filter_that_cannot_be_a_user_id_is_a_400(member_api, user):
+    # Any signed-in user may list their tokens; a number no database can hold used to answer 500.
+    assert member_api.get("/api/v1/tokens/", {"user": user}).status_code == 400
