@@ -144,3 +144,18 @@ def env_secret_key(name: str, data_dir: Path) -> str:
         return key
     except OSError as exc:
         raise ImproperlyConfigured(f"{name} is unset and {path} cannot be used: {exc.strerror}") from None
+
+
+def gateway_addresses(listen: tuple[str, int]) -> dict:
+    """The settings that follow where the gateway listens unless their own variable is set: the public
+    address written into .rdp files and connect orders, the names the gateway's certificate covers, and the
+    feed's publisher id. Settings read them with WVD_GATEWAY_LISTEN; ``serve --gateway-listen`` again with
+    its own address, so the one option is enough."""
+    host = env_str("WVD_GATEWAY_PUBLIC_HOST") or listen[0]
+    port = env_int("WVD_GATEWAY_PUBLIC_PORT", listen[1], minimum=1, maximum=65535)
+    return {
+        "GATEWAY_PUBLIC_HOST": host,
+        "GATEWAY_PUBLIC_PORT": port,
+        "GATEWAY_TLS_NAMES": env_list("WVD_GATEWAY_TLS_NAMES", list(dict.fromkeys([host, "localhost", "127.0.0.1"]))),
+        "FEED_PUBLISHER_ID": env_str("WVD_FEED_PUBLISHER_ID") or host,
+    }

@@ -16,6 +16,7 @@ from core.environment import (
     env_redis_url,
     env_secret_key,
     env_str,
+    gateway_addresses,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -182,8 +183,11 @@ API_TOKEN_DEFAULT_LIFETIME = timedelta(hours=env_int("WVD_API_TOKEN_HOURS", 1, m
 
 # --- This instance as a gateway -----------------------------------------------------------------
 GATEWAY_LISTEN = env_listen("WVD_GATEWAY_LISTEN", "127.0.0.1:8443")
-GATEWAY_PUBLIC_HOST = env_str("WVD_GATEWAY_PUBLIC_HOST") or GATEWAY_LISTEN[0]
-GATEWAY_PUBLIC_PORT = env_int("WVD_GATEWAY_PUBLIC_PORT", GATEWAY_LISTEN[1], minimum=1, maximum=65535)
+# WVD_GATEWAY_PUBLIC_HOST/PORT, WVD_GATEWAY_TLS_NAMES and WVD_FEED_PUBLISHER_ID default to the listen
+# address (`serve --gateway-listen` moves them along): core.environment.gateway_addresses.
+_GATEWAY_ADDRESSES = gateway_addresses(GATEWAY_LISTEN)
+GATEWAY_PUBLIC_HOST = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_HOST"]
+GATEWAY_PUBLIC_PORT = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_PORT"]
 GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 # The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
@@ -236,9 +240,7 @@ if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
 # Subjects of the server-side certificates load_server_credentials() issues by itself; the first
 # gateway name is also the certificate's common name.
 FEED_SIGNING_COMMON_NAME = env_str("WVD_FEED_SIGNING_NAME", "WVD Feed Signing") or "WVD Feed Signing"
-GATEWAY_TLS_NAMES = env_list(
-    "WVD_GATEWAY_TLS_NAMES", list(dict.fromkeys([GATEWAY_PUBLIC_HOST, "localhost", "127.0.0.1"]))
-)
+GATEWAY_TLS_NAMES = _GATEWAY_ADDRESSES["GATEWAY_TLS_NAMES"]
 CONNECTION_TICKET_LIFETIME = timedelta(
     minutes=env_int("WVD_CONNECTION_TICKET_MINUTES", 8 * 60, minimum=1, maximum=7 * 24 * 60)
 )
@@ -257,7 +259,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # The MS-TSWP <Publisher>: its ID must be globally unique and stable (a GUID or this server's FQDN);
 # resource IDs and every .rdp file's `workspace id` derive from it. The name is what clients show
 # when a user's resources come from more than one workspace (with one, the workspace's name is used).
-FEED_PUBLISHER_ID = env_str("WVD_FEED_PUBLISHER_ID") or GATEWAY_PUBLIC_HOST
+FEED_PUBLISHER_ID = _GATEWAY_ADDRESSES["FEED_PUBLISHER_ID"]
 FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "Remote Desktop"
 # POST /api/v1/auth/token/ and the login page: failed sign-ins counted per user name and per client
 # address (in the shared cache) for SIGNIN_FAILURE_WINDOW seconds from the first failure; over either

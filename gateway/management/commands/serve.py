@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from broker.gateways import register_instance, touch_instance
 from core import ca
-from core.environment import parse_listen
+from core.environment import gateway_addresses, parse_listen
 from gateway.periodic import run_beat_schedule
 from gateway.relay import Rendezvous
 from gateway.server import GatewayConfig, GatewayServer
@@ -44,6 +44,11 @@ class Command(BaseCommand):
         host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
         gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
                             else settings.GATEWAY_LISTEN)
+        if gateway_listen:
+            # What follows the listen address in settings follows the option too (unless set explicitly):
+            # the address in .rdp files and connect orders, the certificate's names, the publisher id.
+            for name, value in gateway_addresses((gw_host, gw_port)).items():
+                setattr(settings, name, value)
         instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
         public_host = settings.GATEWAY_PUBLIC_HOST
         public_host = f"[{public_host}]" if ":" in public_host else public_host
