@@ -7,6 +7,7 @@ from datetime import UTC, timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from core.models import ApiToken, Certificate, RevokedTicket
+from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
 
 logger = logging.getLogger(__name__)
 
@@ -223,3 +224,19 @@ class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=jti"]
     ordering = ["-revoked_at", "-id"]
     date_hierarchy = "revoked_at"
+
+
+@admin.register(UserAccessChange)
+class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """When each user's access last changed (core/access.py): connection tickets issued before are refused."""
+
+    list_display = ["user_id", "user_name", "changed_at", "reason"]
+    list_filter = ["changed_at", "reason"]
+    search_fields = ["=user_id", "reason"]
+    ordering = ["-changed_at"]
+    date_hierarchy = "changed_at"
+
+    @admin.display(description="User")
+    def user_name(self, change: UserAccessChange) -> str:
+        user = get_user_model().objects.filter(pk=change.user_id).first()
+        return user.get_username() if user is not None else "(deleted)"

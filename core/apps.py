@@ -28,3 +28,8 @@ class CoreConfig(AppConfig):
         # Once per migrate run: the signals fire for every app, these only for ours.
         pre_migrate.connect(_suspend_rules, sender=self, dispatch_uid="wvd-suspend-database-rules")
         post_migrate.connect(_ensure_rules, sender=self, dispatch_uid="wvd-ensure-database-rules")
+        # What takes a user's access away (sign-out, password, deactivation, groups). Imported here, where
+        # Django's convention puts it: the module needs the auth models, which exist once apps are ready.
+        from core import signals  # noqa: PLC0415 - the app registry, not an arrow between apps
+
+        signals.connect()

@@ -119,3 +119,23 @@ class RevokedTicket(models.Model):
 
     def __str__(self) -> str:
         return f"ticket {self.jti}"
+
+
+class UserAccessChange(models.Model):
+    """The last time a user's access changed: connection tickets issued until then are refused.
+
+    Advanced by everything that takes access away or ends a sign-in (core/access.py): sign-out, a new
+    password, deactivation, group membership changes, unassignment. Keyed by the user's id without a foreign
+    key, so an access change recorded while the user is being deleted (their assignments go first) cannot
+    break the deletion; the row of a deleted user is harmless (ids are never reused).
+    """
+
+    user_id = models.PositiveBigIntegerField(primary_key=True)
+    changed_at = models.DateTimeField()
+    reason = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.reason} at {self.changed_at:%Y-%m-%d %H:%M:%S}"

@@ -121,7 +121,8 @@ def issue_connection_ticket(*, user, application_group_id: int, resource: str, h
 
 def verify_connection_ticket(ticket: str, *, now: datetime | None = None) -> ConnectionTicket:
     """The contents of a valid connection ticket, or TicketRefused. ``now`` (an addition) checks
-    expiry at another moment than the current time."""
+    expiry at another moment than the current time. Whether its user's access changed since it was
+    issued is the admission's next question (core.access.ticket_predates_access_change)."""
     return _verify(ticket, envelope.CONNECTION_KIND, envelope.connection_ticket, now)
 
 

@@ -23,8 +23,11 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 
+from broker.admission import Denial
 from feed.choices import ApplicationGroupType, CommandLineSetting
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp
+from wire.errors import ErrorCode
+from wire.tickets import ConnectionTicket
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +212,27 @@ def resource_for(user: AbstractBaseUser | AnonymousUser | None, application_grou
     found = _query(user, include_hidden=True, group_name=application_group_name, alias=alias)
     # A RemoteApp named "desktop" in a desktop group cannot exist, so at most one matches.
     return found[0] if found else None
+
+
+def entitlement_denial(user: AbstractBaseUser, ticket: ConnectionTicket) -> Denial | None:
+    """The feed's rule for the gateway's admission (broker/admission.py): the resource a connection ticket
+    names must still exist in the same application group and host pool, and be one of ``user``'s."""
+    group = ApplicationGroup.objects.filter(pk=ticket.application_group_id).values("name", "host_pool_id").first()
+    if group is None:
+        return Denial(ErrorCode.ConnectionFailedResourceNotFound, "The application group of this file was deleted.")
+    group_name, _, alias = ticket.resource.partition("/")
+    if group["host_pool_id"] != ticket.host_pool_id or group_name.lower() != group["name"].lower() or not alias:
+        return Denial(ErrorCode.ConnectionFailedResourceNotFound,
+                      "The application group of this file was renamed or moved to another host pool.")
+    if not _exists(ticket.application_group_id, alias):
+        return Denial(ErrorCode.ConnectionFailedResourceNotFound, f"The desktop or RemoteApp {alias!r} was deleted.")
+    if resource_for(user, group["name"], alias) is None:
+        return Denial(ErrorCode.ConnectionFailedUserNotAuthorized,
+                      "You are no longer assigned to this desktop or app (or its workspace was unpublished).")
+    return None
+
+
+def _exists(application_group_id: int, alias: str) -> bool:
+    if alias.lower() == DESKTOP_ALIAS:
+        return Desktop.objects.filter(application_group_id=application_group_id).exists()
+    return RemoteApp.objects.filter(application_group_id=application_group_id, name__iexact=alias).exists()

@@ -12,12 +12,14 @@ import logging
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from broker.admission import Denial, entitlement_denial
 from broker.choices import ConnectionState, EndReason
 from broker.models import Connection, GatewayInstance, HostPool
 from broker.placement import release_reservation
 from broker.tasks import orchestrate_connection
+from core.access import ticket_predates_access_change
 from core.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
 from gateway.relay import RelayResult, Side
 from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
@@ -65,7 +67,9 @@ def _instance(name: str) -> GatewayInstance | None:
 
 
 def admit(paa_token: str, client_address: str, instance_name: str) -> Admission | Refusal:
-    """Step 6: check the client's ticket and open its Connection record (a refusal is recorded too)."""
+    """Step 6: check the client's ticket, and that its user may still use what it names: the account active,
+    no access change since the ticket was issued (core/access.py), the resource there and still theirs
+    (broker/admission.py). Then open its Connection record; a refusal is recorded too."""
     where = dict(client_address=_client_ip(client_address), gateway_instance=_instance(instance_name))
     try:
         ticket = verify_connection_ticket(paa_token)
@@ -76,18 +80,27 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()
     fields = dict(where, username=ticket.username, application_group_id=ticket.application_group_id,
                   resource_name=ticket.resource, host_pool_id=ticket.host_pool_id)
+    # The most telling reason first: the account, the resource, the assignment, then any other change.
     if user is None:
-        code = ErrorCode.ConnectionFailedUserNotAuthorized
-        message = "This account no longer exists or is disabled."
-        connection = Connection.objects.refuse(code, message, **fields)
-        return refusal_for(code, message, str(connection.activity_id))
-    if not HostPool.objects.filter(pk=ticket.host_pool_id).exists():  # deleted since: a clear refusal
-        code = ErrorCode.ConnectionFailedResourceNotFound
-        message = "The host pool of this resource no longer exists."
-        connection = Connection.objects.refuse(code, message, **dict(fields, host_pool_id=None), user=user)
-        return refusal_for(code, message, str(connection.activity_id))
-    connection = Connection.objects.admit(**fields, user=user)
-    return Admission(connection_pk=connection.pk, activity_id=str(connection.activity_id), ticket=ticket)
+        denial = Denial(ErrorCode.ConnectionFailedUserNotAuthorized, "This account no longer exists or is disabled.")
+    elif not HostPool.objects.filter(pk=ticket.host_pool_id).exists():
+        denial = Denial(ErrorCode.ConnectionFailedResourceNotFound, "The host pool of this resource no longer exists.")
+    else:
+        denial = entitlement_denial(user, ticket)
+    if denial is None and ticket_predates_access_change(user.pk, ticket.issued_at):
+        denial = Denial(ErrorCode.ConnectionFailedTicketRevoked, "Your access changed after this connection file was "
+                        "issued (you signed out, or your password or assignments changed); download it again.")
+    if denial is None:
+        try:
+            with transaction.atomic():
+                connection = Connection.objects.admit(**fields, user=user)
+        except IntegrityError:  # the group or pool was deleted a moment ago
+            denial = Denial(ErrorCode.ConnectionFailedResourceNotFound, "The resource was deleted just now.")
+        else:
+            return Admission(connection_pk=connection.pk, activity_id=str(connection.activity_id), ticket=ticket)
+    connection = Connection.objects.refuse(denial.code, denial.message, **fields, user=user)
+    log.info("refused %s's ticket for %s: %s (%s)", ticket.username, ticket.resource, denial.code, denial.message)
+    return refusal_for(denial.code, denial.message, str(connection.activity_id))
 
 
 def _requested_name(resource: str) -> str:

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, RevokedTicket
+from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -69,6 +69,7 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     )
     api_token, _ = ApiToken.issue(member, description="laptop", lifetime=timedelta(hours=1))
     revoked_ticket = RevokedTicket.objects.create(jti="3f9d2c1b", expires_at=timezone.now() + timedelta(hours=8))
+    access_change = UserAccessChange.objects.create(user_id=member.pk, changed_at=START, reason="signed out")
     return {
         Workspace: workspace,
         HostPool: pooled_pool,
@@ -84,4 +85,5 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         Certificate: certificate,
         ApiToken: api_token,
         RevokedTicket: revoked_ticket,
+        UserAccessChange: access_change,
     }

@@ -11,16 +11,17 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, RevokedTicket
+from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
 
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
-    UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket,
+    UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
 ]
-READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket]
+READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
+             UserAccessChange]
 # Created by the system, not by hand: hosts join with a registration token, a Desktop comes with its group.
 NO_ADD = [*READ_ONLY, SessionHost, Desktop]
 ADDABLE = [model for model in MODELS if model not in NO_ADD]
@@ -79,6 +80,7 @@ SEARCH_TERMS = {
     Certificate: lambda obj: "sh-01",
     ApiToken: lambda obj: obj.prefix,
     RevokedTicket: lambda obj: obj.jti,
+    UserAccessChange: lambda obj: "signed out",
 }
 
 

@@ -148,8 +148,9 @@ class Bed:
     simulated: SimulatedHost
 
     def ticket(self, user=None, lifetime: timedelta | None = None) -> str:
+        # As the feed issues it: the resource is ``<application group>/<alias>``, a desktop group's is "desktop".
         return issue_connection_ticket(user=user or self.user, application_group_id=self.group.pk,
-                                       resource=self.group.name, host_pool_id=self.pool.pk,
+                                       resource=f"{self.group.name}/desktop", host_pool_id=self.pool.pk,
                                        host_pool_name=self.pool.name, lifetime=lifetime)
 
     async def last_connection(self) -> Connection:

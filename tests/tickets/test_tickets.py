@@ -122,6 +122,11 @@ def test_a_valid_ticket_costs_one_query(ticket, django_assert_num_queries):
         verify_connection_ticket(ticket)
 
 
+def test_a_valid_host_ticket_costs_one_query(host_ticket, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        verify_host_ticket(host_ticket)
+
+
 MALFORMED = {
     "empty": "",
     "one word": "hello",
