@@ -1,16 +1,24 @@
 """Django admin for what the host channel reaches: the user sessions agents report, and the actions that
-act on them through the channel (log off, disconnect, send a message)."""
+act on them through the channel (log off, disconnect, send a message); and, on users, "sign out everywhere",
+which also logs their sessions off."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from broker.models import UserSession
 from core.admin import ReadOnlyAdminMixin
-from hostagent.commands import disconnect_user_session, log_off_user_session, send_message_to_user_session
+from hostagent.commands import (
+    disconnect_user_session,
+    log_off_user_session,
+    send_message_to_user_session,
+    sign_out_everywhere,
+)
 
 # How long an admin action waits for the agent's answer before reporting a timeout.
 ADMIN_COMMAND_TIMEOUT = 15.0
@@ -62,3 +70,30 @@ class UserSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for session in queryset:
             self._report(request, session, send_message_to_user_session(
                 session, title, text[:2000], timeout=ADMIN_COMMAND_TIMEOUT))
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's user admin, with the action administrators ask for when an account must stop now."""
+
+    actions = [*auth_admin.UserAdmin.actions, "sign_out_everywhere"]
+
+    @admin.action(description="Sign out everywhere (files, tokens, browser sign-ins, host sessions)",
+                  permissions=["change"])
+    def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            report = sign_out_everywhere(user, timeout=ADMIN_COMMAND_TIMEOUT)
+            failed = [f"{session.session_host} #{session.session_id}: {result.status}"
+                      for session, result in report.user_sessions if not result.ok]
+            self.log_change(request, user, "Signed out everywhere")
+            self.message_user(
+                request,
+                f"{user.get_username()}: connection files and {report.api_tokens_revoked} API token(s) revoked, "
+                f"{report.web_sessions_ended} browser sign-in(s) ended, {report.sessions_logged_off} host "
+                f"session(s) logged off" + (f"; not logged off: {', '.join(failed)}" if failed else "."),
+                messages.WARNING if failed else messages.SUCCESS,
+            )

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from broker.choices import UserSessionState
 from broker.hostbus import DEFAULT_COMMAND_TIMEOUT, CommandResult, aexchange
 from broker.models import SessionHost, UserSession
+from core.access import access_changed
+from core.models import ApiToken
 from hostagent.models import HostChannel
 from wire import hostchannel
 
@@ -79,6 +85,44 @@ def send_message_to_user_session(user_session: UserSession, title: str, text: st
                              {"session_id": user_session.session_id, "title": title, "text": text}, timeout=timeout)
     _log("message", user_session, result)
     return result
+
+
+@dataclass(frozen=True)
+class SignOutReport:
+    """What signing a user out everywhere did."""
+
+    api_tokens_revoked: int
+    web_sessions_ended: int
+    user_sessions: list[tuple[UserSession, CommandResult]]
+
+    @property
+    def sessions_logged_off(self) -> int:
+        return sum(1 for _, result in self.user_sessions if result.ok)
+
+
+def sign_out_everywhere(user, *, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> SignOutReport:
+    """An administrator takes a user's access away now: every connection file and API token they hold stops
+    working, their browser sign-ins end, and their sessions on session hosts are logged off through the host
+    channel (a relay already running ends with its session). Their account and assignments stay: what they
+    are entitled to, they can download again after signing in."""
+    access_changed([user.pk], "signed out everywhere")
+    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    ended = _end_web_sessions(user.pk)
+    results = [(session, log_off_user_session(session, timeout=timeout))
+               for session in UserSession.objects.filter(user=user).select_related("session_host")]
+    log.info("signed %s out everywhere: %d API token(s) revoked, %d web session(s) ended, %d of %d host "
+             "session(s) logged off", user.get_username(), revoked, ended,
+             sum(1 for _, result in results if result.ok), len(results))
+    return SignOutReport(api_tokens_revoked=revoked, web_sessions_ended=ended, user_sessions=results)
+
+
+def _end_web_sessions(user_id: int) -> int:
+    """Delete the user's Django sessions. The store does not index them by user, so every live session is
+    read once: an administrator's rare action, not a request path."""
+    mine = [session.pk for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+            if str(session.get_decoded().get(SESSION_KEY, "")) == str(user_id)]
+    Session.objects.filter(pk__in=mine).delete()
+    return len(mine)
 
 
 def renew_host_certificate(session_host: SessionHost, *, timeout: float = 60.0) -> CommandResult:
