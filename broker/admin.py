@@ -140,18 +140,20 @@ class SessionHostAdmin(admin.ModelAdmin):
     ordering = ["host_pool__name", "name"]
     list_select_related = ["host_pool", "assigned_user"]
     autocomplete_fields = ["assigned_user"]
-    actions = ["drain_on", "drain_off"]
+    actions = ["drain_on", "drain_off", "mark_for_replacement", "cancel_replacement"]
     fieldsets = [
         (None, {"fields": ["name", "host_pool", "allow_new_sessions", "assigned_user"]}),
         ("Status", {"fields": ["status", "status_reason", "status_changed_at", "last_heartbeat_at",
                                "agent_version", "health_checks_display", "certificate"]}),
+        ("Registration", {"fields": ["registration_state"]}),
         ("Status changes", {"fields": ["recent_status_changes"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
-    # The agent reports status, heartbeats and health; the admin decides drain mode and assignment.
+    # The agent reports status, heartbeats and health; the admin decides drain mode and assignment, and
+    # marks the host for replacement with an action.
     readonly_fields = [
         "name", "host_pool", "status", "status_reason", "status_changed_at", "last_heartbeat_at",
-        "agent_version", "health_checks_display", "certificate", "recent_status_changes",
+        "agent_version", "health_checks_display", "certificate", "registration_state", "recent_status_changes",
         "created_at", "updated_at",
     ]
 
@@ -186,6 +188,16 @@ class SessionHostAdmin(admin.ModelAdmin):
             return "-"
         return format_html("<pre>{}</pre>", json.dumps(host.health_checks, indent=2, sort_keys=True))
 
+    @admin.display(description="A new registration of this name")
+    def registration_state(self, host: SessionHost) -> str:
+        if host.is_marked_for_replacement:
+            who = host.marked_for_replacement_by.get_username() if host.marked_for_replacement_by else "a deleted user"
+            return (f"Replaces this host: marked for replacement by {who} at "
+                    f"{_when(host.marked_for_replacement_at)}.")
+        if host.holds_valid_certificate():
+            return "Is refused while the agent's certificate is valid (action: Mark for replacement)."
+        return "Re-binds this host: the agent's certificate has expired or been revoked, or there is none."
+
     @admin.display(description=f"Latest {RECENT_STATUS_CHANGES}")
     def recent_status_changes(self, host: SessionHost) -> str:
         changes = list(host.status_changes.all()[:RECENT_STATUS_CHANGES])
@@ -218,6 +230,29 @@ class SessionHostAdmin(admin.ModelAdmin):
             self.log_change(request, host, "Drain mode off" if allow else "Drain mode on")
         state = "out of drain mode: they accept new sessions" if allow else "in drain mode: no new sessions"
         self.message_user(request, f"{len(hosts)} session host(s) {state}.", messages.SUCCESS)
+
+
+    @admin.action(description="Mark for replacement: the next registration of the name takes the host over",
+                  permissions=["change"])
+    def mark_for_replacement(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
+        marked = 0
+        for host in queryset:
+            if host.mark_for_replacement(by=request.user):
+                self.log_change(request, host, "Marked for replacement")
+                logger.info("session host %s marked for replacement by %s", host.name, request.user)
+                marked += 1
+        self.message_user(request, f"{marked} session host(s) marked for replacement: the next registration of "
+                                   "each name replaces its agent and revokes its certificate.", messages.SUCCESS)
+
+    @admin.action(description="Cancel replacement: refuse registrations of the name again", permissions=["change"])
+    def cancel_replacement(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
+        cancelled = 0
+        for host in queryset:
+            if host.cancel_replacement():
+                self.log_change(request, host, "Replacement cancelled")
+                logger.info("session host %s: replacement cancelled by %s", host.name, request.user)
+                cancelled += 1
+        self.message_user(request, f"Replacement cancelled for {cancelled} session host(s).", messages.SUCCESS)
 
 
 @admin.register(SessionHostStatusChange)

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
@@ -25,6 +26,7 @@ from broker.choices import (
 )
 from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
 from core.hashing import hash_secret
+from core.models import Certificate
 from core.validators import one_line, plain_text
 from wire.errors import ErrorCode, describe
 
@@ -165,6 +167,16 @@ class SessionHost(models.Model):
         related_name="+",
         help_text="The agent's current host-agent certificate.",
     )
+    # An admin's decision that the next registration of this name may take the host over from the agent
+    # that holds it (a replaced machine); who and when, until that registration clears it.
+    marked_for_replacement_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set: the next registration of this name replaces the agent and revokes its certificate.",
+    )
+    marked_for_replacement_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False,
+        related_name="+", help_text="The admin who marked the host for replacement.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -194,6 +206,86 @@ class SessionHost(models.Model):
         self.allow_new_sessions = allow
         self.save(update_fields=["allow_new_sessions", "updated_at"])
 
+    # --- registration: who may take the host's name --------------------------------------------------
+    #
+    #   live ──mark_for_replacement──> marked ──accept_registration──> live (the new agent's certificate)
+    #   live <──cancel_replacement──── marked
+    #   not live (its certificate expired, revoked or none) ──accept_registration──> live
+    #
+    # A registration is refused (HostInUse) while the host is live and not marked: a registration token
+    # chooses a pool, it does not prove to be the machine that holds the name.
+
+    @property
+    def is_marked_for_replacement(self) -> bool:
+        return self.marked_for_replacement_at is not None
+
+    def holds_valid_certificate(self) -> bool:
+        """Whether an agent can still prove to be this host: the certificate bound to it, or the one a
+        renewal in progress replaces (broker.hostcertificates accepts both), is unrevoked and in its
+        validity period."""
+        if self.certificate_id is None:
+            return False
+        if self.certificate is not None and self.certificate.is_valid_now:
+            return True
+        now = timezone.now()
+        return Certificate.objects.filter(
+            renewed_by_id=self.certificate_id, revoked_at__isnull=True, not_before__lte=now, not_after__gt=now
+        ).exists()
+
+    def accepts_registration(self) -> bool:
+        """Whether a new registration of this name may re-bind the host now."""
+        return self.is_marked_for_replacement or not self.holds_valid_certificate()
+
+    def mark_for_replacement(self, by: AbstractBaseUser | None) -> bool:
+        """Let the next registration of this name take the host over. Returns False (and keeps the first
+        mark's who and when) when it was already marked. The agent keeps working until then."""
+        with transaction.atomic():
+            # Lock the row: two admins marking at once record one decision, the first.
+            current = SessionHost.objects.select_for_update(of=("self",)).get(pk=self.pk)
+            if current.is_marked_for_replacement:
+                self.marked_for_replacement_at = current.marked_for_replacement_at
+                self.marked_for_replacement_by_id = current.marked_for_replacement_by_id
+                return False
+            self.marked_for_replacement_at, self.marked_for_replacement_by = timezone.now(), by
+            # A save of just these columns: listeners (the portal's live view) hear of it.
+            self.save(update_fields=["marked_for_replacement_at", "marked_for_replacement_by", "updated_at"])
+        return True
+
+    def cancel_replacement(self) -> bool:
+        """Take the mark back: registrations are refused again while the host is live. Returns False
+        when it was not marked."""
+        with transaction.atomic():
+            current = SessionHost.objects.select_for_update(of=("self",)).get(pk=self.pk)
+            self.marked_for_replacement_at, self.marked_for_replacement_by = None, None
+            if not current.is_marked_for_replacement:
+                return False
+            self.save(update_fields=["marked_for_replacement_at", "marked_for_replacement_by", "updated_at"])
+        return True
+
+    def accept_registration(self, certificate: Certificate) -> Certificate | None:
+        """Re-bind the host to a new registration's certificate and clear the replacement mark; returns
+        the certificate it replaces (for the caller to revoke). Raises HostInUse when the host is live
+        and not marked for replacement.
+
+        The mark is used up by the first registration that takes it: of two racing, the second waits
+        for the row lock, then finds the first one's valid certificate and no mark."""
+        with transaction.atomic():
+            current = (SessionHost.objects.select_for_update(of=("self",)).select_related("certificate")
+                       .get(pk=self.pk))
+            if not current.accepts_registration():
+                raise HostInUse(current.name)
+            # Conditional on the row as read, so a writer that skipped the lock cannot make two winners.
+            won = SessionHost.objects.filter(
+                pk=self.pk, certificate_id=current.certificate_id,
+                marked_for_replacement_at=current.marked_for_replacement_at,
+            ).update(certificate=certificate, marked_for_replacement_at=None, marked_for_replacement_by=None,
+                     updated_at=timezone.now())
+            if won != 1:
+                raise HostInUse(current.name)
+        self.certificate = certificate
+        self.marked_for_replacement_at = self.marked_for_replacement_by = None
+        return current.certificate
+
     def set_status(self, status: str, reason: str = "") -> bool:
         """Record a status transition; returns False when the host was already in that status."""
         with transaction.atomic():
@@ -210,6 +302,17 @@ class SessionHost(models.Model):
             )
         self.status, self.status_reason, self.status_changed_at = status, reason[:300], now
         return True
+
+
+class HostInUse(Exception):
+    """A registration may not take over a live session host: its agent holds a valid certificate and no
+    admin marked it for replacement."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Session host {name!r} is already registered and its agent's certificate is still valid. To "
+            "replace the machine, an administrator first marks the host for replacement (or removes it)."
+        )
 
 
 class SessionHostStatusChange(models.Model):

@@ -1,19 +1,23 @@
 """Registering a session host: a pool's registration token and a CSR in, a host-agent certificate out.
 
 The token only chooses the pool (the view checks it); from then on the agent authenticates with its
-certificate. Registering a name the pool already has re-binds that host to the new certificate (a
-reinstalled machine) and revokes the old one, so the previous installation can no longer connect.
+certificate. A token proves nothing about the machine that holds a name, so registering a name the pool
+already has is refused (``host_in_use``) while that host's agent holds a valid certificate, unless an
+admin marked the host for replacement (SessionHost.mark_for_replacement) or removed it. A host whose
+certificate expired or was revoked, or one marked for replacement, is re-bound to the new certificate (a
+reinstalled machine) and the old certificate revoked, so the previous installation can no longer connect.
 """
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.db import IntegrityError, transaction
 
 from broker.hostbus import close_host_channel
-from broker.models import SessionHost
+from broker.models import HostInUse, SessionHost
 from core import ca
 from core.choices import CertificatePurpose
 from wire import hostchannel
@@ -43,11 +47,16 @@ class RegisteredHost:
 
 def register_session_host(host_pool_id: int, name: str, csr_pem: str) -> RegisteredHost:
     """Issue the host's certificate from its CSR and create the host, or re-bind it when the pool
-    already has a host of that name. Raises RegistrationRefused."""
+    already has a host of that name that accepts a new registration. Raises RegistrationRefused."""
     if SessionHost.objects.filter(name__iexact=name).exclude(host_pool_id=host_pool_id).exists():
         raise RegistrationRefused(
             "name_taken", f"A session host named {name!r} already belongs to another host pool.", 409
         )
+    existing = (SessionHost.objects.select_related("certificate")
+                .filter(host_pool_id=host_pool_id, name__iexact=name).first())
+    if existing is not None and not existing.accepts_registration():
+        # Refused before anything is issued; accept_registration decides again under the row lock.
+        raise _in_use(HostInUse(existing.name))
     try:
         certificate = ca.issue_from_csr(csr_pem.encode(), CertificatePurpose.HOST_AGENT, common_name=name)
     except ca.CSRRejected as exc:
@@ -55,21 +64,28 @@ def register_session_host(host_pool_id: int, name: str, csr_pem: str) -> Registe
     except ca.CAError as exc:
         log.error("cannot issue host-agent certificates: %s", exc)
         raise RegistrationRefused("ca_unavailable", str(exc), 503) from None
-    previous = None
+    previous, rebound = None, False
     try:
         with transaction.atomic():
-            host = (SessionHost.objects.select_for_update(of=("self",)).select_related("certificate")
+            host = (SessionHost.objects.select_for_update(of=("self",)).select_related("marked_for_replacement_by")
                     .filter(host_pool_id=host_pool_id, name__iexact=name).first())
             if host is None:
                 host = SessionHost.objects.create(host_pool_id=host_pool_id, name=name, certificate=certificate)
             else:
-                previous = host.certificate
-                SessionHost.objects.filter(pk=host.pk).update(certificate=certificate)
+                marked = _marked_by(host)
+                previous, rebound = host.accept_registration(certificate), True
                 if previous is not None:
-                    ca.revoke(previous, "Replaced by a new registration of the host.")
+                    ca.revoke(previous, "Replaced by a new registration of the host" + marked + ".")
+    except HostInUse as exc:
+        # Another registration of this name took the host (and its mark) first.
+        ca.revoke(certificate, "Registration refused: the host is in use.")
+        raise _in_use(exc) from None
     except IntegrityError:
-        # Another pool took the name between the check and the insert.
+        # Another registration inserted the name between the check and the insert: in this pool, the
+        # host it made is live now; in another pool, the name is theirs.
         ca.revoke(certificate, "Registration failed.")
+        if SessionHost.objects.filter(host_pool_id=host_pool_id, name__iexact=name).exists():
+            raise _in_use(HostInUse(name)) from None
         raise RegistrationRefused(
             "name_taken", f"A session host named {name!r} already belongs to another host pool.", 409
         ) from None
@@ -79,5 +95,18 @@ def register_session_host(host_pool_id: int, name: str, csr_pem: str) -> Registe
             host.pk, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED, "The host was registered again."
         ))
     log.info("session host %s %s in pool %s with certificate %s", name,
-             "re-registered" if previous is not None else "registered", host_pool_id, certificate.serial_number)
-    return RegisteredHost(session_host_id=host.pk, certificate_id=certificate.pk, rebound=previous is not None)
+             "re-registered" if rebound else "registered", host_pool_id, certificate.serial_number)
+    return RegisteredHost(session_host_id=host.pk, certificate_id=certificate.pk, rebound=rebound)
+
+
+def _in_use(exc: HostInUse) -> RegistrationRefused:
+    return RegistrationRefused("host_in_use", str(exc), 409)
+
+
+def _marked_by(host: SessionHost) -> str:
+    """Who allowed the replacement, for the old certificate's revocation reason (the audit trail that
+    stays once the mark is used up)."""
+    if not host.is_marked_for_replacement:
+        return ""
+    who = host.marked_for_replacement_by.get_username() if host.marked_for_replacement_by else "a deleted user"
+    return f", marked for replacement by {who} at {host.marked_for_replacement_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -68,7 +68,9 @@ class RegisterView(APIView):
         request=RegistrationSerializer,
         responses={201: RegisteredSerializer, 400: OpenApiResponse(description="Bad input or CSR refused"),
                    401: OpenApiResponse(description="Token wrong, revoked or expired"),
-                   409: OpenApiResponse(description="The name belongs to another pool"),
+                   409: OpenApiResponse(description="The name belongs to another pool (name_taken), or to a host "
+                                        "whose agent holds a valid certificate and that no admin marked for "
+                                        "replacement (host_in_use)"),
                    429: OpenApiResponse(description="Too many failed attempts from this address")},
         summary="Register a session host",
     )

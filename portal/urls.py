@@ -17,6 +17,7 @@ urlpatterns = [
     path("portal/pools/<int:pk>/token/revoke/", pools.pool_token_revoke, name="pool-token-revoke"),
     path("portal/hosts/<int:pk>/", pools.host_detail, name="host-detail"),
     path("portal/hosts/<int:pk>/drain/", pools.host_drain, name="host-drain"),
+    path("portal/hosts/<int:pk>/replacement/", pools.host_replacement, name="host-replacement"),
     path("portal/workspaces/", workspaces.workspace_list, name="workspaces"),
     path("portal/workspaces/new/", workspaces.WorkspaceCreateView.as_view(), name="workspace-create"),
     path("portal/workspaces/<int:pk>/edit/", workspaces.WorkspaceEditView.as_view(), name="workspace-edit"),

@@ -47,28 +47,45 @@ class RegistrationTokenSerializer(serializers.Serializer):
 class SessionHostSerializer(ModelCleanSerializer):
     host_pool_name = serializers.CharField(source="host_pool.name", read_only=True)
     assigned_username = serializers.CharField(source="assigned_user.username", read_only=True, allow_null=True)
+    marked_for_replacement_by_username = serializers.CharField(
+        source="marked_for_replacement_by.username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = SessionHost
         fields = [
             "id", "name", "host_pool", "host_pool_name", "status", "status_reason", "status_changed_at",
             "allow_new_sessions", "last_heartbeat_at", "agent_version", "health_checks",
-            "assigned_user", "assigned_username", "certificate", "created_at", "updated_at",
+            "assigned_user", "assigned_username", "certificate",
+            "marked_for_replacement_at", "marked_for_replacement_by", "marked_for_replacement_by_username",
+            "created_at", "updated_at",
         ]
-        # Reported by the host's agent, or changed through their own operations (drain), never set here.
+        # Reported by the host's agent, or changed through their own operations (drain, replacement),
+        # never set here.
         read_only_fields = [
             "status", "status_reason", "status_changed_at", "allow_new_sessions", "last_heartbeat_at",
-            "agent_version", "health_checks", "certificate", "created_at", "updated_at",
+            "agent_version", "health_checks", "certificate", "marked_for_replacement_at",
+            "marked_for_replacement_by", "created_at", "updated_at",
         ]
         extra_kwargs = {
             "assigned_user": {"help_text": "Personal pools only: the user this host belongs to."},
             "allow_new_sessions": {"help_text": "False puts the host in drain mode; change it with drain/."},
+            "marked_for_replacement_at": {
+                "help_text": "Set: the next registration of this name takes the host over (replacement/); "
+                             "null: registrations are refused while the agent's certificate is valid."},
         }
 
 
 class DrainSerializer(serializers.Serializer):
     allow_new_sessions = StrictBooleanField(
         help_text="false drains the host (no new sessions; existing ones stay), true takes it out of drain mode."
+    )
+
+
+class ReplacementSerializer(serializers.Serializer):
+    marked_for_replacement = StrictBooleanField(
+        help_text="true: the next registration of the host's name takes it over (a replaced machine); false: "
+        "registrations are refused again while the agent's certificate is valid."
     )
 
 

@@ -16,6 +16,7 @@ from broker.api.serializers import (
     HostPoolSerializer,
     RegistrationTokenLifetimeSerializer,
     RegistrationTokenSerializer,
+    ReplacementSerializer,
     SessionHostSerializer,
     UserSessionSerializer,
 )
@@ -77,9 +78,9 @@ class HostPoolViewSet(ManagementViewSet):
 
 class SessionHostViewSet(ManagementViewSet):
     """Session hosts. Status, heartbeat, agent version and health checks are reported by the host's agent;
-    drain mode is switched with drain/."""
+    drain mode is switched with drain/, and replacement/ lets a new registration take the host's name."""
 
-    queryset = SessionHost.objects.select_related("host_pool", "assigned_user")
+    queryset = SessionHost.objects.select_related("host_pool", "assigned_user", "marked_for_replacement_by")
     serializer_class = SessionHostSerializer
     filterset_class = SessionHostFilterSet
     search_fields = ["name", "host_pool__name", "assigned_user__username", "agent_version", "status_reason"]
@@ -101,6 +102,30 @@ class SessionHostViewSet(ManagementViewSet):
         host.set_allow_new_sessions(allow)
         log.info("session host %s: allow_new_sessions=%s by %s", host.name, allow, request.user)
         host.refresh_from_db()
+        return Response(self.get_serializer(host).data)
+
+    @extend_schema(
+        summary="Mark for replacement, or cancel it",
+        description="A registration of a host name the pool already has (POST /api/v1/hostagent/register/) is "
+        "refused with 409 host_in_use while the host's agent holds a valid certificate: a registration token does "
+        "not prove to be that machine. marked_for_replacement=true lets the next registration of the name take "
+        "the host over: the host is bound to the new agent's certificate, the old one is revoked and the mark is "
+        "cleared. Until then the current agent keeps working; marking a marked host keeps the first mark's who "
+        "and when. marked_for_replacement=false cancels the mark. Answers with the host.",
+        request=ReplacementSerializer,
+        responses={200: SessionHostSerializer},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser])
+    def replacement(self, request, pk=None) -> Response:
+        host = self.get_object()
+        params = ReplacementSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        if params.validated_data["marked_for_replacement"]:
+            if host.mark_for_replacement(by=request.user):
+                log.info("session host %s marked for replacement by %s", host.name, request.user)
+        elif host.cancel_replacement():
+            log.info("session host %s: replacement cancelled by %s", host.name, request.user)
+        host = self.get_queryset().get(pk=host.pk)
         return Response(self.get_serializer(host).data)
 
 

@@ -1,5 +1,5 @@
 """Host pools and their session hosts: create and edit a pool, issue and revoke its registration token,
-each host's state, health and sessions, and drain mode."""
+each host's state, health and sessions, drain mode, and marking a host for replacement."""
 from __future__ import annotations
 
 import logging
@@ -108,12 +108,13 @@ def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 @require_safe
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    host = SessionHost.objects.select_related("host_pool", "assigned_user").filter(pk=pk).first()
+    host = (SessionHost.objects.select_related("host_pool", "assigned_user", "certificate", "marked_for_replacement_by")
+            .filter(pk=pk).first())
     if host is None:
         return HOST_GONE.answer(request)
     overview._decorate([host])
     context = {
-        "host": host, "nav": "pools", "live_host_id": host.pk,
+        "host": host, "nav": "pools", "live_host_id": host.pk, "host_live": host.holds_valid_certificate(),
         "checks": overview.health_checks(host),
         "sessions": list(host.user_sessions.select_related("user").order_by("session_id")),
         "changes": list(host.status_changes.all()[:20]),
@@ -140,3 +141,29 @@ def host_drain(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"{host.name} is in drain mode: no new sessions; its users can still reconnect.")
     return redirect(back(request, reverse("portal:pool-detail", args=[host.host_pool_id])))
+
+
+@staff_required
+@require_POST
+def host_replacement(request: HttpRequest, pk: int) -> HttpResponse:
+    """Mark the host for replacement (``mark=1``: the next registration of its name takes it over) or
+    cancel the mark (``mark=0``)."""
+    host = SessionHost.objects.filter(pk=pk).first()
+    if host is None:
+        return HOST_GONE.answer(request)
+    mark = request.POST.get("mark")
+    if mark not in {"0", "1"}:
+        messages.error(request, "Choose whether the host may be replaced.")
+        return redirect(back(request, reverse("portal:host-detail", args=[host.pk])))
+    if mark == "1":
+        if host.mark_for_replacement(by=request.user):
+            log.info("%s marked host %s for replacement", request.user, host.name)
+            messages.success(request, f"{host.name} is marked for replacement: the next registration of its name "
+                                      "takes it over and revokes the current agent's certificate.")
+        else:
+            messages.info(request, f"{host.name} was already marked for replacement.")
+    elif host.cancel_replacement():
+        log.info("%s cancelled the replacement of host %s", request.user, host.name)
+        messages.success(request, f"Replacement cancelled: registrations of {host.name} are refused again while its "
+                                  "agent's certificate is valid.")
+    return redirect(back(request, reverse("portal:host-detail", args=[host.pk])))

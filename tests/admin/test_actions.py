@@ -1,4 +1,5 @@
-"""Admin actions: drain mode, registration tokens shown once, API tokens issued once and revoked."""
+"""Admin actions: drain mode, marking a host for replacement, registration tokens shown once, API tokens issued
+once and revoked."""
 from __future__ import annotations
 
 import re
@@ -6,13 +7,16 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
 from django.contrib.sessions.models import Session
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from broker.models import HostPool, SessionHost
 from core.hashing import hash_secret
 from core.models import ApiToken
+from tests.hostagent.conftest import eager_tasks, live_host, our_ca, root_files  # noqa: F401  (a registered host)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +63,47 @@ class TestDrainMode:
         run_action(admin_browser, SESSION_HOSTS, "drain_on", hosts[:1])
         entry = LogEntry.objects.get(object_id=str(hosts[0].pk))
         assert entry.get_change_message() == "Drain mode on"
+
+
+class TestReplacement:
+    """A registration cannot take over a live host until an admin marks it for replacement."""
+
+    def test_marking_lets_the_next_registration_take_the_host_over(self, admin_browser, admin_user, live_host):
+        live_host.assert_not_replaced(live_host.register_again())
+
+        response = run_action(admin_browser, SESSION_HOSTS, "mark_for_replacement", [live_host.host])
+
+        assert response.status_code == 302
+        host = SessionHost.objects.get(pk=live_host.host.pk)
+        assert host.marked_for_replacement_by == admin_user and host.marked_for_replacement_at is not None
+        [message] = [str(m) for m in admin_browser.get(response.url).context["messages"]]
+        assert message.startswith("1 session host(s) marked for replacement")
+        assert LogEntry.objects.get(object_id=str(host.pk)).get_change_message() == "Marked for replacement"
+        live_host.assert_replaced_by(live_host.register_again())
+        assert "marked for replacement by admin at" in live_host.certificate.revocation_reason
+
+    def test_cancelling_refuses_registrations_again(self, admin_browser, admin_user, live_host):
+        live_host.host.mark_for_replacement(by=admin_user)
+        run_action(admin_browser, SESSION_HOSTS, "cancel_replacement", [live_host.host])
+        assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+        assert LogEntry.objects.get(object_id=str(live_host.host.pk)).get_change_message() == "Replacement cancelled"
+        live_host.assert_not_replaced(live_host.register_again())
+
+    def test_the_change_page_says_what_a_new_registration_would_do(self, admin_browser, admin_user, live_host):
+        change = reverse("admin:broker_sessionhost_change", args=[live_host.host.pk])
+        assert "Is refused while the agent&#x27;s certificate is valid" in admin_browser.get(change).content.decode()
+        live_host.host.mark_for_replacement(by=admin_user)
+        assert "marked for replacement by admin at" in admin_browser.get(change).content.decode()
+
+    def test_staff_without_the_change_permission_cannot_mark(self, django_user_model, live_host):
+        viewer = django_user_model.objects.create_user("viewer", is_staff=True)
+        viewer.user_permissions.add(Permission.objects.get(codename="view_sessionhost"))
+        browser = Client()
+        browser.force_login(viewer)
+        response = run_action(browser, SESSION_HOSTS, "mark_for_replacement", [live_host.host])
+        assert response.status_code in (200, 302)  # the admin answers "no action selected", changes nothing
+        assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+        live_host.assert_not_replaced(live_host.register_again())
 
 
 class TestRegistrationTokenAction:

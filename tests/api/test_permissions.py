@@ -101,13 +101,16 @@ def test_a_plain_user_with_the_change_permission_can_update(member, member_api, 
 def test_actions_need_the_change_permission_not_just_view(member, member_api, grant, session_host, pooled_pool):
     grant(member, "broker.view_sessionhost", "broker.view_hostpool", "broker.add_hostpool")
     drain_url = f"/api/v1/sessionhosts/{session_host.pk}/drain/"
+    replacement_url = f"/api/v1/sessionhosts/{session_host.pk}/replacement/"
     token_url = f"/api/v1/hostpools/{pooled_pool.pk}/registration-token/"
     assert member_api.post(drain_url, {"allow_new_sessions": False}).status_code == 403
+    assert member_api.post(replacement_url, {"marked_for_replacement": True}).status_code == 403
     assert member_api.post(token_url, {}).status_code == 403
     assert member_api.delete(token_url).status_code == 403
 
     grant(member, "broker.change_sessionhost", "broker.change_hostpool")
     assert member_api.post(drain_url, {"allow_new_sessions": False}).status_code == 200
+    assert member_api.post(replacement_url, {"marked_for_replacement": True}).status_code == 200
     assert member_api.post(token_url, {}).status_code == 201
     assert member_api.delete(token_url).status_code == 204
 

@@ -63,6 +63,14 @@ def test_the_actions_describe_their_own_request_and_answer(schema):
     assert drain_request["required"] == ["allow_new_sessions"]
     assert "allow_new_sessions" in _response_schema(schema, drain, "200")["properties"]
 
+    replacement = _operation(schema, "/api/v1/sessionhosts/{id}/replacement/", "post")
+    request_ref = replacement["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    replacement_request = schema["components"]["schemas"][request_ref.rsplit("/", 1)[1]]
+    assert replacement_request["properties"]["marked_for_replacement"]["type"] == "boolean"
+    assert replacement_request["required"] == ["marked_for_replacement"]
+    assert "marked_for_replacement_at" in _response_schema(schema, replacement, "200")["properties"]
+    assert "host_in_use" in replacement["description"]
+
 
 def test_token_creation_documents_the_token_text_in_its_answer_only(schema):
     create = _operation(schema, "/api/v1/tokens/", "post")

@@ -1,9 +1,13 @@
-"""Session hosts over the API: the fields agents report are read-only, drain mode has its own action."""
+"""Session hosts over the API: the fields agents report are read-only; drain mode and marking a host for
+replacement have their own actions."""
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from broker.models import SessionHost, UserSession
+from core.models import ApiToken
+from tests.hostagent.conftest import eager_tasks, live_host, our_ca, root_files  # noqa: F401  (a registered host)
 
 
 def test_create_a_session_host(admin_api, pooled_pool):
@@ -116,3 +120,88 @@ def test_drain_refuses_form_data(admin_api, session_host):
 
 def test_drain_of_an_unknown_host_is_404(admin_api):
     assert admin_api.post("/api/v1/sessionhosts/999999/drain/", {"allow_new_sessions": False}).status_code == 404
+
+
+# --- replacement: letting a registration take a live host's name -----------------------------------------
+
+def api_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user)[1]}")
+    return client
+
+
+def replacement_url(host) -> str:
+    return f"/api/v1/sessionhosts/{host.pk}/replacement/"
+
+
+def test_marking_for_replacement_lets_the_next_registration_take_the_host_over(admin_api, admin_user, live_host):
+    live_host.assert_not_replaced(live_host.register_again())
+
+    response = admin_api.post(replacement_url(live_host.host), {"marked_for_replacement": True})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["id"], body["marked_for_replacement_by"], body["marked_for_replacement_by_username"]) == (
+        live_host.host.pk, admin_user.pk, "admin")
+    assert body["marked_for_replacement_at"] is not None
+    live_host.assert_replaced_by(live_host.register_again())
+    after = admin_api.get(f"/api/v1/sessionhosts/{live_host.host.pk}/").json()
+    assert (after["marked_for_replacement_at"], after["marked_for_replacement_by"]) == (None, None)
+    assert after["certificate"] != live_host.certificate.pk
+
+
+def test_cancelling_the_mark_refuses_registrations_again(admin_api, live_host):
+    admin_api.post(replacement_url(live_host.host), {"marked_for_replacement": True})
+    response = admin_api.post(replacement_url(live_host.host), {"marked_for_replacement": False})
+    assert response.status_code == 200
+    assert response.json()["marked_for_replacement_at"] is None
+    live_host.assert_not_replaced(live_host.register_again())
+
+
+def test_marking_twice_keeps_the_first_mark(admin_api, session_host, django_user_model):
+    first = admin_api.post(replacement_url(session_host), {"marked_for_replacement": True}).json()
+    other = django_user_model.objects.create_user("other-admin", is_staff=True)
+    again = api_for(other).post(replacement_url(session_host), {"marked_for_replacement": True}).json()
+    assert again["marked_for_replacement_at"] == first["marked_for_replacement_at"]
+    assert again["marked_for_replacement_by_username"] == "admin"
+
+
+def test_the_mark_cannot_be_set_by_editing_the_host(admin_api, session_host):
+    response = admin_api.patch(f"/api/v1/sessionhosts/{session_host.pk}/", {
+        "marked_for_replacement_at": "2030-01-01T00:00:00Z", "marked_for_replacement_by": 1})
+    assert response.status_code == 200
+    session_host.refresh_from_db()
+    assert (session_host.marked_for_replacement_at, session_host.marked_for_replacement_by) == (None, None)
+
+
+@pytest.mark.parametrize("body", [{}, {"marked_for_replacement": "true"}, {"marked_for_replacement": 1}])
+def test_replacement_needs_a_json_boolean(admin_api, session_host, body):
+    assert admin_api.post(replacement_url(session_host), body).status_code == 400
+    session_host.refresh_from_db()
+    assert session_host.marked_for_replacement_at is None
+
+
+def test_replacement_of_an_unknown_host_is_404(admin_api):
+    assert admin_api.post("/api/v1/sessionhosts/999999/replacement/", {"marked_for_replacement": True}
+                          ).status_code == 404
+
+
+def test_a_plain_user_is_refused_the_replacement_action(member_api, live_host):
+    response = member_api.post(replacement_url(live_host.host), {"marked_for_replacement": True})
+    assert response.status_code == 403
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+    live_host.assert_not_replaced(live_host.register_again())
+
+
+def test_a_demoted_admin_is_refused_the_replacement_action(django_user_model, live_host):
+    staff = django_user_model.objects.create_user("former-admin", is_staff=True)
+    api = api_for(staff)  # a token issued while staff
+    assert api.get(f"/api/v1/sessionhosts/{live_host.host.pk}/").status_code == 200
+    staff.is_staff = False
+    staff.save()
+
+    response = api.post(replacement_url(live_host.host), {"marked_for_replacement": True})
+
+    assert response.status_code == 403
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+    live_host.assert_not_replaced(live_host.register_again())

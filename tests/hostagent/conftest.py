@@ -12,9 +12,11 @@ from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.cache import cache
+from rest_framework.test import APIClient
 
 from broker.models import SessionHost
 from core import ca
+from core.models import Certificate
 from core.choices import CertificatePurpose
 from hostagent.agent.state import make_csr, new_key
 from hostagent.routing import websocket_urlpatterns
@@ -23,6 +25,7 @@ from tests.e2e.fixtures import pytest_runtest_makereport  # noqa: F401  (a faile
 from wire import hostchannel, proof
 
 RECEIVE_TIMEOUT = 10  # an upper bound for a loaded machine, not a speed assertion
+REGISTER_URL = "/api/v1/hostagent/register/"
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +97,51 @@ def host_a(our_ca, pooled_pool) -> HostIdentity:
 @pytest.fixture
 def host_b(our_ca, pooled_pool) -> HostIdentity:
     return make_host(pooled_pool, "host-b")
+
+
+@dataclass
+class LiveHost:
+    """A host that registered through the endpoint and whose agent holds a valid certificate; the pool's
+    registration token is still valid, as a leaked one would be."""
+
+    host: SessionHost
+    token: str
+    certificate: Certificate
+
+    def register_again(self, name: str | None = None):
+        """POST the registration again for this name, with a new key: a reinstalled machine, or a thief."""
+        name = name or self.host.name
+        return APIClient().post(REGISTER_URL, {"token": self.token, "name": name, "csr": make_csr(new_key(), name)},
+                                format="json")
+
+    def assert_replaced_by(self, response) -> None:
+        """The registration took the host over: re-bound to the new certificate, the old one revoked, the
+        mark used up."""
+        assert response.status_code == 201, response.json()
+        assert response.json()["session_host_id"] == self.host.pk
+        host = SessionHost.objects.get(pk=self.host.pk)
+        assert host.certificate.pem == response.json()["certificate"]
+        assert (host.marked_for_replacement_at, host.marked_for_replacement_by) == (None, None)
+        self.certificate.refresh_from_db()
+        assert self.certificate.revoked_at is not None
+        assert self.certificate.revocation_reason.startswith("Replaced by a new registration of the host")
+
+    def assert_not_replaced(self, response) -> None:
+        assert response.status_code == 409 and response.json()["code"] == "host_in_use", response.json()
+        host = SessionHost.objects.get(pk=self.host.pk)
+        assert host.certificate_id == self.certificate.pk and host.certificate.is_valid_now
+
+
+@pytest.fixture
+def live_host(our_ca, pooled_pool, eager_tasks) -> LiveHost:
+    cache.clear()  # registration failures are counted per address in the cache
+    token, _ = pooled_pool.issue_registration_token()
+    answer = APIClient().post(REGISTER_URL, {"token": token, "name": "host-a", "csr": make_csr(new_key(), "host-a")},
+                              format="json")
+    assert answer.status_code == 201, answer.json()
+    host = SessionHost.objects.select_related("certificate").get(pk=answer.json()["session_host_id"])
+    yield LiveHost(host=host, token=token, certificate=host.certificate)
+    cache.clear()
 
 
 def checks(*, rdp: bool = True, disk: bool = True) -> list[hostchannel.HealthCheck]:

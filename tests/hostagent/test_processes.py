@@ -153,6 +153,12 @@ def test_agents_register_heartbeat_go_unavailable_come_back_and_answer_commands(
              "--token", registration_token, "--name", name, "--state-dir", str(tmp_path / name)],
             env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert registered.returncode == 0, registered.stderr + plane.failure_report()
+    # The same name again with the same token (a copied token on another machine): refused, the host stays.
+    again = subprocess.run([sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url,
+                            "--token", registration_token, "--name", "e2e-host-1",
+                            "--state-dir", str(tmp_path / "impostor")],
+                           env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "(409)" in again.stderr and "already registered" in again.stderr, again.stderr
     agents = {name: start_agent(tmp_path / name, rdp_listener.port, logs / f"{name}.log") for name in names}
     serve_log = plane.log_dir / "serve.log"
     try:

@@ -6,13 +6,15 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django.test import TestCase
 from django.utils import timezone
 
 from broker.models import HostPool, SessionHost
 from core import ca
 from core.models import Certificate
-from hostagent import ratelimit
+from hostagent import ratelimit, registration
 from hostagent.agent.state import make_csr, new_key
+from wire import hostchannel
 
 URL = "/api/v1/hostagent/register/"
 
@@ -46,15 +48,129 @@ def test_it_registers_a_host_and_returns_its_certificate_and_the_ca(anonymous_ap
     assert body["channel_path"] == "/ws/hostagent/" and body["heartbeat_interval"] == 30
 
 
-def test_registering_the_same_name_again_rebinds_the_host_and_revokes_the_old_certificate(anonymous_api, token):
+# --- a name the pool already has ------------------------------------------------------------------
+
+def certificate_of(answer: dict) -> Certificate:
+    return Certificate.objects.get(pem=answer["certificate"])
+
+
+def test_re_registering_a_live_host_is_refused_and_its_agent_keeps_its_certificate(anonymous_api, token):
     first = register(anonymous_api, token).json()
-    second = register(anonymous_api, token).json()
-    assert second["session_host_id"] == first["session_host_id"]
-    host = SessionHost.objects.get(pk=first["session_host_id"])
-    assert host.certificate.pem == second["certificate"]
-    old = Certificate.objects.get(pem=first["certificate"])
-    assert old.revoked_at is not None and "registration" in old.revocation_reason
+
+    response = register(anonymous_api, token)
+
+    assert response.status_code == 409
+    assert response.json() == {"code": "host_in_use", "detail": (
+        "Session host 'host-a' is already registered and its agent's certificate is still valid. To replace the "
+        "machine, an administrator first marks the host for replacement (or removes it).")}
+    host = SessionHost.objects.get()
+    assert host.certificate == certificate_of(first) and host.certificate.is_valid_now
+    # Refused before anything was issued for the caller's key.
+    assert Certificate.objects.filter(purpose="host-agent").count() == 1
+
+
+def test_any_spelling_of_the_name_is_the_same_live_host(anonymous_api, token):
+    register(anonymous_api, token, name="host-a")
+    response = register(anonymous_api, token, name="HOST-A")
+    assert response.status_code == 409 and response.json()["code"] == "host_in_use"
+
+
+def test_a_host_marked_for_replacement_is_re_bound_and_the_mark_is_used_up(anonymous_api, token, admin_user):
+    first = register(anonymous_api, token).json()
+    host = SessionHost.objects.get()
+    assert host.mark_for_replacement(by=admin_user)
+
+    second = register(anonymous_api, token)
+
+    assert second.status_code == 201, second.json()
+    assert second.json()["session_host_id"] == first["session_host_id"]
+    host.refresh_from_db()
+    assert host.certificate == certificate_of(second.json())
+    assert (host.marked_for_replacement_at, host.marked_for_replacement_by) == (None, None)
+    old = certificate_of(first)
+    assert old.revoked_at is not None
+    assert old.revocation_reason.startswith("Replaced by a new registration of the host, marked for replacement "
+                                            "by admin at ")
     assert SessionHost.objects.count() == 1
+    # Used up: the next registration of the name is refused again.
+    assert register(anonymous_api, token).json()["code"] == "host_in_use"
+
+
+def test_the_replaced_agent_loses_its_channel(anonymous_api, token, admin_user, monkeypatch):
+    closed = []
+    monkeypatch.setattr(registration, "close_host_channel", lambda *args: closed.append(args))
+    register(anonymous_api, token)
+    SessionHost.objects.get().mark_for_replacement(by=admin_user)
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert register(anonymous_api, token).status_code == 201
+
+    [(host_id, code, reason)] = closed
+    assert (host_id, code, reason) == (SessionHost.objects.get().pk, hostchannel.CLOSE_CREDENTIALS_SUPERSEDED,
+                                       "The host was registered again.")
+
+
+def test_a_cancelled_mark_refuses_again(anonymous_api, token, admin_user):
+    register(anonymous_api, token)
+    host = SessionHost.objects.get()
+    host.mark_for_replacement(by=admin_user)
+    assert host.cancel_replacement()
+    assert register(anonymous_api, token).json()["code"] == "host_in_use"
+
+
+def test_a_host_whose_certificate_expired_can_be_registered_again(anonymous_api, token):
+    first = register(anonymous_api, token).json()
+    old = certificate_of(first)
+    Certificate.objects.filter(pk=old.pk).update(not_before=timezone.now() - timedelta(days=90),
+                                                 not_after=timezone.now() - timedelta(seconds=1))
+
+    second = register(anonymous_api, token)
+
+    assert second.status_code == 201, second.json()
+    assert SessionHost.objects.get().certificate == certificate_of(second.json())
+    old.refresh_from_db()
+    assert old.revoked_at is not None and old.revocation_reason == "Replaced by a new registration of the host."
+
+
+def test_a_host_whose_certificate_was_revoked_can_be_registered_again(anonymous_api, token):
+    first = register(anonymous_api, token).json()
+    ca.revoke(certificate_of(first), "The machine was stolen.")
+
+    second = register(anonymous_api, token)
+
+    assert second.status_code == 201, second.json()
+    assert SessionHost.objects.get().certificate == certificate_of(second.json())
+    assert certificate_of(first).revocation_reason == "The machine was stolen."  # the first reason stays
+
+
+def test_a_host_without_a_certificate_can_be_registered(anonymous_api, token, pooled_pool):
+    host = SessionHost.objects.create(host_pool=pooled_pool, name="host-a")  # made through the API, say
+    response = register(anonymous_api, token)
+    assert response.status_code == 201 and response.json()["session_host_id"] == host.pk
+
+
+def test_a_host_in_the_middle_of_a_renewal_is_live_while_the_certificate_it_renews_is_valid(
+        anonymous_api, token):
+    first = register(anonymous_api, token).json()
+    old, host = certificate_of(first), SessionHost.objects.get()
+    # A renewal issued a successor, which has since been revoked; the agent still holds the old one,
+    # which broker.hostcertificates accepts until the agent switches.
+    successor = ca.issue_from_csr(make_csr(new_key(), "host-a").encode(), "host-agent", common_name="host-a",
+                                  renews=old)
+    SessionHost.objects.filter(pk=host.pk).update(certificate=successor)
+    ca.revoke(successor, "Revoked by hand.")
+
+    assert register(anonymous_api, token).json()["code"] == "host_in_use"
+
+
+def test_registering_a_removed_host_makes_a_new_one(anonymous_api, token):
+    first = register(anonymous_api, token).json()
+    SessionHost.objects.filter(pk=first["session_host_id"]).delete()
+
+    second = register(anonymous_api, token)
+
+    assert second.status_code == 201, second.json()
+    assert second.json()["session_host_id"] != first["session_host_id"]
 
 
 def test_a_name_that_belongs_to_another_pool_is_refused(anonymous_api, token, personal_pool):

@@ -1,10 +1,14 @@
 """Session hosts: assigned users only in personal pools, one personal host per user and pool, status
-transitions recorded, drain mode."""
+transitions recorded, drain mode, replacement by a new registration."""
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from broker.models import HostPool, SessionHost, SessionHostStatusChange
+import pytest
+from django.utils import timezone
+
+from broker.models import HostInUse, HostPool, SessionHost, SessionHostStatusChange
+from core.models import Certificate
 from tests.models.refusals import assert_invalid, refused_by_database
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +134,76 @@ class TestDrainMode:
         assert SessionHost.objects.get(pk=host.pk).allow_new_sessions is False
         host.set_allow_new_sessions(True)
         assert SessionHost.objects.get(pk=host.pk).allow_new_sessions is True
+
+
+class TestReplacement:
+    """Who may take a host's name: a new registration only when no agent holds a valid certificate for the
+    host, or an admin marked it for replacement."""
+
+    @pytest.fixture
+    def host(self, pooled_pool):
+        return SessionHost.objects.create(name="ph-01", host_pool=pooled_pool, certificate=certificate("01"))
+
+    def test_a_host_with_a_valid_certificate_refuses_a_new_registration(self, host):
+        assert host.holds_valid_certificate() and not host.accepts_registration()
+        with pytest.raises(HostInUse, match="'ph-01' is already registered"):
+            host.accept_registration(certificate("02"))
+        assert SessionHost.objects.get(pk=host.pk).certificate_id == host.certificate_id
+
+    @pytest.mark.parametrize("change", [
+        {"revoked_at": timezone.now()},
+        {"not_before": timezone.now() - timedelta(days=60), "not_after": timezone.now() - timedelta(seconds=1)},
+    ], ids=["revoked", "expired"])
+    def test_a_host_whose_certificate_is_no_longer_valid_accepts_one(self, host, change):
+        Certificate.objects.filter(pk=host.certificate_id).update(**change)
+        host = SessionHost.objects.get(pk=host.pk)
+        assert host.accepts_registration()
+        new = certificate("02")
+        assert host.accept_registration(new).pk == Certificate.objects.get(serial_number="01").pk
+        assert SessionHost.objects.get(pk=host.pk).certificate == new
+
+    def test_marking_records_who_and_when_and_lets_one_registration_through(self, host, admin_user):
+        assert host.mark_for_replacement(by=admin_user)
+        stored = SessionHost.objects.get(pk=host.pk)
+        assert stored.marked_for_replacement_by == admin_user
+        assert timezone.now() - stored.marked_for_replacement_at < timedelta(minutes=1)
+
+        new = certificate("02")
+        previous = stored.accept_registration(new)
+
+        assert previous.serial_number == "01"
+        stored = SessionHost.objects.get(pk=host.pk)
+        assert (stored.certificate, stored.marked_for_replacement_at, stored.marked_for_replacement_by) == (
+            new, None, None)
+        with pytest.raises(HostInUse):
+            stored.accept_registration(certificate("03"))
+
+    def test_the_first_mark_is_kept(self, host, admin_user, django_user_model):
+        other = django_user_model.objects.create_user("other-admin", is_staff=True)
+        assert host.mark_for_replacement(by=admin_user)
+        first_at = SessionHost.objects.get(pk=host.pk).marked_for_replacement_at
+        assert not SessionHost.objects.get(pk=host.pk).mark_for_replacement(by=other)
+        stored = SessionHost.objects.get(pk=host.pk)
+        assert (stored.marked_for_replacement_by, stored.marked_for_replacement_at) == (admin_user, first_at)
+
+    def test_cancelling_the_mark_refuses_registrations_again(self, host, admin_user):
+        host.mark_for_replacement(by=admin_user)
+        assert SessionHost.objects.get(pk=host.pk).cancel_replacement()
+        assert not SessionHost.objects.get(pk=host.pk).cancel_replacement()
+        assert not SessionHost.objects.get(pk=host.pk).accepts_registration()
+
+    def test_a_stale_instance_reads_the_stored_row(self, host, admin_user):
+        stale = SessionHost.objects.get(pk=host.pk)
+        host.mark_for_replacement(by=admin_user)
+        stale.accept_registration(certificate("02"))  # `stale` still says unmarked in memory
+        with pytest.raises(HostInUse):
+            stale.accept_registration(certificate("03"))
+
+
+def certificate(serial: str) -> Certificate:
+    now = timezone.now()
+    return Certificate.objects.create(
+        serial_number=serial, subject="CN=ph-01", common_name="ph-01", purpose="host-agent",
+        fingerprint_sha256=serial * 32, not_before=now - timedelta(days=1), not_after=now + timedelta(days=30),
+        pem="-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )

@@ -19,7 +19,7 @@ def every_url(estate) -> list[str]:
     group = estate["desktop_group"]
     args = {
         "pool-detail": [pool.pk], "pool-edit": [pool.pk], "pool-token": [pool.pk], "pool-token-revoke": [pool.pk],
-        "host-detail": [host.pk], "host-drain": [host.pk],
+        "host-detail": [host.pk], "host-drain": [host.pk], "host-replacement": [host.pk],
         "workspace-edit": [group.workspace_id],
         "group-detail": [group.pk], "group-edit": [group.pk], "desktop-edit": [group.pk],
         "app-create": [estate["remoteapp_group"].pk], "assignment-create": [group.pk],
@@ -47,11 +47,13 @@ def test_a_plain_user_gets_403_on_every_portal_url(plain, every_url, method):
 def test_a_plain_user_changes_nothing_by_posting(plain, estate):
     host = estate["hosts"]["host-1"]
     plain.post(reverse("portal:host-drain", args=[host.pk]), {"allow": "0"})
+    plain.post(reverse("portal:host-replacement", args=[host.pk]), {"mark": "1"})
     plain.post(reverse("portal:pool-token", args=[estate["pool"].pk]))
 
     host.refresh_from_db()
     estate["pool"].refresh_from_db()
     assert host.allow_new_sessions is True
+    assert host.marked_for_replacement_at is None
     assert estate["pool"].registration_token_hash == ""
 
 
@@ -73,8 +75,8 @@ def test_anonymous_visitors_are_sent_to_sign_in(client, every_url, method):
 
 
 def test_staff_can_open_every_page(staff, every_url):
-    pages = [url for url in every_url if not url.endswith(("/token/", "/revoke/", "/drain/", "/logoff/",
-                                                               "/disconnect/", "/assign/", "/remove/"))]
+    pages = [url for url in every_url if not url.endswith(("/token/", "/revoke/", "/drain/", "/replacement/",
+                                                               "/logoff/", "/disconnect/", "/assign/", "/remove/"))]
     assert {url: staff.get(url).status_code for url in pages} == {url: 200 for url in pages}
 
 

@@ -1,14 +1,17 @@
 """Host pools: create and edit with the model's rules, a registration token shown once with the agent
-commands, hosts with status, heartbeat, health and sessions, and the drain switch."""
+commands, hosts with status, heartbeat, health and sessions, the drain switch, and marking a host for
+replacement."""
 from __future__ import annotations
 
 import json
 
+from django.test import Client
 from django.urls import reverse
 from lxml import html
 
 from broker.models import HostPool, SessionHost
 from core.hashing import hash_secret
+from tests.hostagent.conftest import eager_tasks, live_host  # noqa: F401  (a registered host)
 
 VALID = {"name": "pool-b", "friendly_name": "Pool B", "description": "", "pool_type": "pooled",
          "load_balancer": "breadth_first", "personal_assignment": "automatic", "max_session_limit": "5",
@@ -186,3 +189,84 @@ def test_a_new_host_is_listed_once_it_registers(staff, estate):
                                      {"fragments": "1"}).content)["fragments"]
 
     assert "host-new" in fragments["hosts"]
+
+
+# --- marking a host for replacement -------------------------------------------------------------------
+
+def replacement_form(page: bytes):
+    [form] = html.fromstring(page).xpath("//form[contains(@action, '/replacement/')]")
+    return form
+
+
+def test_the_replacement_button_lets_the_next_registration_take_the_host_over(admin_user, live_host):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    page = browser.get(reverse("portal:host-detail", args=[live_host.host.pk]))
+    assert "Refused while the agent's certificate is valid" in html.fromstring(page.content).text_content()
+    form = replacement_form(page.content)
+    fields = {i.get("name"): i.get("value") for i in form.xpath(".//input")}
+    assert fields["mark"] == "1" and fields["csrfmiddlewaretoken"]
+    live_host.assert_not_replaced(live_host.register_again())
+
+    response = browser.post(form.get("action"), fields)
+
+    assert (response.status_code, response["Location"]) == (302, reverse("portal:host-detail",
+                                                                         args=[live_host.host.pk]))
+    host = SessionHost.objects.get(pk=live_host.host.pk)
+    assert host.marked_for_replacement_by == admin_user
+    shown = html.fromstring(browser.get(response["Location"]).content).text_content()
+    assert "Marked for replacement by admin" in shown and "is marked for replacement" in shown
+    live_host.assert_replaced_by(live_host.register_again())
+
+
+def test_the_replacement_button_needs_the_csrf_token(admin_user, live_host):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    response = browser.post(reverse("portal:host-replacement", args=[live_host.host.pk]), {"mark": "1"})
+    assert response.status_code == 403
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+
+
+def test_cancelling_the_replacement_refuses_registrations_again(staff, admin_user, live_host):
+    live_host.host.mark_for_replacement(by=admin_user)
+    page = staff.get(reverse("portal:host-detail", args=[live_host.host.pk])).content
+    form = replacement_form(page)
+    assert "Cancel replacement" in form.text_content()
+
+    staff.post(form.get("action"), {"mark": "0"})
+
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+    live_host.assert_not_replaced(live_host.register_again())
+
+
+def test_the_replacement_button_refuses_a_missing_choice(staff, live_host):
+    staff.post(reverse("portal:host-replacement", args=[live_host.host.pk]), {"mark": "yes"})
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+
+
+def test_the_host_page_says_a_host_without_a_valid_certificate_can_be_registered_again(staff, estate):
+    page = staff.get(reverse("portal:host-detail", args=[estate["hosts"]["host-1"].pk])).content
+    text = html.fromstring(page).text_content()
+    assert "Allowed: no valid agent certificate" in text
+
+
+def test_a_plain_user_is_refused_the_replacement_button(plain, live_host):
+    response = plain.post(reverse("portal:host-replacement", args=[live_host.host.pk]), {"mark": "1"})
+    assert response.status_code == 403
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+    live_host.assert_not_replaced(live_host.register_again())
+
+
+def test_a_demoted_admin_is_refused_the_replacement_button(django_user_model, live_host):
+    former = django_user_model.objects.create_user("former-admin", is_staff=True)
+    browser = Client()
+    browser.force_login(former)
+    assert browser.get(reverse("portal:host-detail", args=[live_host.host.pk])).status_code == 200
+    former.is_staff = False
+    former.save()
+
+    response = browser.post(reverse("portal:host-replacement", args=[live_host.host.pk]), {"mark": "1"})
+
+    assert response.status_code == 403
+    assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
+    live_host.assert_not_replaced(live_host.register_again())
