@@ -481,6 +481,16 @@ class ConnectionQuerySet(models.QuerySet):
             self.update(**counts)  # ended before its relay started (a failed setup): keep its error
         return ended
 
+    def purge_ended_before(self, cutoff: datetime, batch: int = 5000) -> int:
+        """Delete the records that ended before ``cutoff`` (retention), a batch per statement so no
+        transaction grows with the table; open connections are never deleted. Returns how many."""
+        deleted = 0
+        while True:
+            ids = list(self.filter(ended_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            deleted += self.model.objects.filter(pk__in=ids).delete()[0]
+
     def ended_with_instance(self) -> int:
         """The gateway instance that held them went away (it restarted: ``register_instance``): their
         relays died with it."""

@@ -1,9 +1,17 @@
 """The broker's Celery tasks: thin wrappers over broker/orchestration.py and broker/placement.py."""
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from broker import orchestration, placement
+from broker.models import Connection
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(autoretry_for=(ConnectionError,), retry_backoff=0.2, retry_backoff_max=2, retry_jitter=True,
@@ -23,3 +31,14 @@ def orchestrate_connection(connection_id: int, gateway_instance: str) -> dict:
 def expire_stale_reservations() -> int:
     """Fail connections whose host never arrived and free their slots; returns how many."""
     return len(placement.expire_stale_reservations())
+
+
+@shared_task(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, retry_jitter=True, max_retries=3)
+def purge_old_connections() -> int:
+    """Delete the Connection records that ended longer ago than WVD_CONNECTION_RETENTION_DAYS; returns how
+    many. Rows deleted by a concurrent run are simply not counted twice."""
+    cutoff = timezone.now() - settings.CONNECTION_RETENTION
+    deleted = Connection.objects.purge_ended_before(cutoff)
+    if deleted:
+        log.info("purged %d connection record(s) that ended before %s", deleted, cutoff.isoformat())
+    return deleted

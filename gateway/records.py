@@ -1,9 +1,10 @@
 """What the gateway writes and reads in the database, at setup and at the end of a connection.
 
 Blocking functions, called from the gateway's event loop through a worker thread; none of them runs
-per frame. Every refusal is recorded as a failed Connection with a documented error code
-(wire/errors.py) and answered with that code's MS-TSGU status, so the client shows a meaningful error
-and support can find the record by its activity id.
+per frame. Every refusal is answered with its documented error code's MS-TSGU status (wire/errors.py),
+so the client shows a meaningful error, and recorded as a failed Connection that support finds by its
+activity id — except a ticket that is not ours at all (malformed, forged), which is counted and logged
+instead: unauthenticated load writes nothing (gateway/preauth.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from broker.placement import release_reservation
 from broker.tasks import orchestrate_connection
 from core.access import ticket_predates_access_change
 from core.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
+from gateway.preauth import garbage_tickets
 from gateway.relay import RelayResult, Side
 from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
 
@@ -66,6 +68,11 @@ def _instance(name: str) -> GatewayInstance | None:
     return GatewayInstance.objects.filter(name=name).first()
 
 
+# Ticket refusals that prove nothing about who sent it: not shaped like a ticket, not signed by us, not a
+# connection ticket. An expired or revoked ticket was ours and names a user: that refusal is recorded.
+NOT_OURS = frozenset({"malformed", "bad_signature", "wrong_kind"})
+
+
 def admit(paa_token: str, client_address: str, instance_name: str) -> Admission | Refusal:
     """Step 6: check the client's ticket, and that its user may still use what it names: the account active,
     no access change since the ticket was issued (core/access.py), the resource there and still theirs
@@ -75,6 +82,11 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
         ticket = verify_connection_ticket(paa_token)
     except TicketRefused as refused:
         code = TICKET_REFUSAL_CODES.get(refused.reason_code, ErrorCode.ConnectionFailedTicketInvalid)
+        if refused.reason_code in NOT_OURS:
+            # Nothing proves a user or resource: no record per request (unauthenticated load must not
+            # write), a count and a rate-limited log line instead (gateway/preauth.py).
+            garbage_tickets.note(f"from {client_address or '?'} ({refused.reason_code})")
+            return refusal_for(code, refused.message, "")
         connection = Connection.objects.refuse(code, refused.message, **where)
         return refusal_for(code, refused.message, str(connection.activity_id))
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()

@@ -27,6 +27,7 @@ from functools import partial
 from broker import verdicts
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError
+from gateway.preauth import PreAuthGuard
 from gateway.relay import RelayResult, Rendezvous
 from gateway.transports import agentlink, rdg_legacy, rdg_websocket, wst
 from gateway.transports.setup import in_thread
@@ -49,6 +50,10 @@ class GatewayConfig:
     verdict_check_interval: float = verdicts.SAFETY_POLL_INTERVAL
     setup_idle_timeout: float = 30.0  # seconds of client silence allowed while setup waits on the client
     legacy_pair_timeout: float = 30.0  # seconds half of a legacy RDG_OUT_DATA/RDG_IN_DATA pair waits
+    # Unauthenticated connections (gateway/preauth.py): the absolute deadline, the caps.
+    preauth_timeout: float = 20.0
+    preauth_max_per_address: int = 32
+    preauth_max: int = 4096
 
 
 class GatewayServer:
@@ -63,6 +68,7 @@ class GatewayServer:
         self._tasks: set[asyncio.Task] = set()
         self._reports: set[asyncio.Future] = set()
         self._verdicts: asyncio.Task | None = None
+        self.preauth = PreAuthGuard(config.preauth_max_per_address, config.preauth_max)
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         # Plain TCP (no context) is for tests and for TLS terminated in front of the gateway.
@@ -75,9 +81,16 @@ class GatewayServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        stream = ClientStream(reader, writer)
+        if not self.preauth.enter(stream.address):
+            # Over a cap: the cheapest possible answer (no parsing, no database), logged rate-limited.
+            stream.write(httpupgrade.build_error_response(503, "too many connections are waiting to authenticate"))
+            await stream.wait_closed()
+            return
+        stream.counted = True
         if task is not None:
             self._tasks.add(task)
-        stream = ClientStream(reader, writer)
+        deadline = asyncio.get_running_loop().call_later(self.config.preauth_timeout, self._preauth_due, stream, task)
         try:
             await self._serve(stream)
         except HttpError as exc:
@@ -85,15 +98,43 @@ class GatewayServer:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("client %s dropped: %s", stream.address, exc.__class__.__name__)
         except asyncio.CancelledError:
-            # stop() ended this connection. Finish normally: on Python 3.11 asyncio's own done-callback
-            # for a connection task logs an error when the task ends cancelled.
-            log.info("client %s: connection closed as the gateway stops", stream.address)
+            # stop() ended this connection, or its pre-authentication deadline did (logged there). Finish
+            # normally: on Python 3.11 asyncio's done-callback for a connection task logs an error when the
+            # task ends cancelled.
+            if not stream.preauth_expired:
+                log.info("client %s: connection closed as the gateway stops", stream.address)
         except Exception:  # noqa: BLE001 - one client's bug must never take the listener down
             log.exception("unexpected error serving gateway client %s", stream.address)
         finally:
+            deadline.cancel()
+            self._uncount(stream)
             await stream.wait_closed()
             if task is not None:
                 self._tasks.discard(task)
+
+    def authenticated(self, *streams: ClientStream | None) -> None:
+        """The client's ticket was admitted, or the agent proved its host: no deadline, no cap any more."""
+        for stream in streams:
+            if stream is not None:
+                stream.authenticated = True
+                self._uncount(stream)
+
+    def _uncount(self, stream: ClientStream) -> None:
+        if stream.counted:
+            stream.counted = False
+            self.preauth.leave(stream.address)
+
+    def _preauth_due(self, stream: ClientStream, task: asyncio.Task | None) -> None:
+        """The absolute pre-authentication deadline: close a connection that has not authenticated."""
+        if stream.authenticated or task is None or task.done():
+            return
+        if stream.authenticating:
+            # Its ticket is being checked right now (a database round trip): let that answer, then decide.
+            asyncio.get_running_loop().call_later(1.0, self._preauth_due, stream, task)
+            return
+        stream.preauth_expired = True
+        self.preauth.expired.note(f"from {stream.address} after {self.config.preauth_timeout:g} s")
+        task.cancel()
 
     async def _serve(self, stream: ClientStream) -> None:
         """Dispatch on the first request: the method, the path and whether it asks for WebSocket."""

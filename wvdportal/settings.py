@@ -200,6 +200,12 @@ GATEWAY_RELAY_URL = env_str("WVD_GATEWAY_RELAY_URL")
 GATEWAY_INSTANCE_NAME = env_str("WVD_GATEWAY_INSTANCE_NAME")
 # How long a client waits for its session host to dial in (FreeRDP 2.11 waits at least 20 s).
 GATEWAY_HOST_ARRIVAL_TIMEOUT = env_int("WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT", 15, minimum=1, maximum=120)
+# Unauthenticated connections (gateway/preauth.py): seconds from the accept until the client's ticket is
+# admitted (or the agent has proved its host), whatever it sends meanwhile; how many may wait at once from
+# one client address and in all (one more is answered 503 at once, without any database work).
+GATEWAY_PREAUTH_SECONDS = env_int("WVD_GATEWAY_PREAUTH_SECONDS", 20, minimum=1, maximum=300)
+GATEWAY_PREAUTH_MAX_PER_ADDRESS = env_int("WVD_GATEWAY_PREAUTH_MAX_PER_ADDRESS", 32, minimum=1, maximum=100_000)
+GATEWAY_PREAUTH_MAX = env_int("WVD_GATEWAY_PREAUTH_MAX", 4096, minimum=1, maximum=1_000_000)
 # Seconds between this instance's "still alive" updates to its GatewayInstance row.
 GATEWAY_INSTANCE_HEARTBEAT = env_int("WVD_GATEWAY_INSTANCE_HEARTBEAT", 30, minimum=1, maximum=3600)
 # A host slot reserved for a connection is freed when the host has not arrived by then; it must
@@ -207,6 +213,8 @@ GATEWAY_INSTANCE_HEARTBEAT = env_int("WVD_GATEWAY_INSTANCE_HEARTBEAT", 30, minim
 CONNECTION_RESERVATION_TIMEOUT = timedelta(
     seconds=env_int("WVD_CONNECTION_RESERVATION_SECONDS", 30, minimum=5, maximum=600)
 )
+# Connection records older than this (by when they ended) are deleted by a daily task; open ones are kept.
+CONNECTION_RETENTION = timedelta(days=env_int("WVD_CONNECTION_RETENTION_DAYS", 90, minimum=1, maximum=3650))
 if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT:
     raise ImproperlyConfigured(
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
@@ -289,5 +297,9 @@ CELERY_BEAT_SCHEDULE = {
     "broker-expire-stale-reservations": {
         "task": "broker.tasks.expire_stale_reservations",
         "schedule": timedelta(seconds=10),
+    },
+    "broker-purge-old-connections": {
+        "task": "broker.tasks.purge_old_connections",
+        "schedule": timedelta(hours=1),
     },
 }

@@ -98,7 +98,11 @@ async def serve(server: GatewayServer, stream: ClientStream, head: RequestHead) 
     nonce = os.urandom(32)
     stream.write(relaylink.switching_protocols() + relaylink.challenge(nonce))
     try:
-        host_id = await _handshake(server, stream, activity_id, nonce)
+        stream.authenticating = True  # the checks below read and write the database: let them finish
+        try:
+            host_id = await _handshake(server, stream, activity_id, nonce)
+        finally:
+            stream.authenticating = False
         relay = server.rendezvous.get(activity_id)
         if relay is None or relay.is_ended:
             raise Refused("no such connection on this gateway instance")
@@ -106,6 +110,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: RequestHead) 
         log.info("agent link for %s from %s refused: %s", activity_id, stream.address, exc.reason)
         stream.write(relaylink.refused(exc.reason))
         return
+    server.authenticated(stream)  # the agent proved its host: no pre-authentication deadline any more
     await in_thread(records.mark_host_connected)(activity_id)
     # "ready" goes out before the end is wired in: once attached, client bytes may follow at once.
     stream.write(relaylink.ready())

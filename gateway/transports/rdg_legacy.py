@@ -201,7 +201,7 @@ def _check_upload_head(head: httpupgrade.RequestHead, connection_id: str) -> Non
 
 async def _run_tunnel(server: GatewayServer, stream: ClientStream, pair: LegacyPair) -> None:
     """Decode the chunked upload into the tunnel until a connection ends."""
-    tunnel = RdgTunnel(server, stream.address, LegacySink(pair))
+    tunnel = RdgTunnel(server, stream.address, LegacySink(pair), tuple(pair.halves.values()))
     decoder = httpupgrade.ChunkedDecoder()
     try:
         while not tunnel.closed:

@@ -49,7 +49,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
     stream.write(httpupgrade.build_switching_protocols(head.websocket_key))
     ws = ServerWebSocket()
     sink = WebSocketSink(stream, ws)
-    tunnel = RdgTunnel(server, stream.address, sink)
+    tunnel = RdgTunnel(server, stream.address, sink, (stream,))
     try:
         while not ws.should_close_transport:
             chunk = await tunnel.read_client(stream)

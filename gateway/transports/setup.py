@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from broker import verdicts
 from gateway import records
 from gateway.relay import Relay, RelayEnd, RelayError, RelayResult, Side
+from gateway.transports.stream import ClientStream
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -39,9 +40,10 @@ def in_thread(func: Callable) -> Callable:
 class ClientSetup:
     """One client's way from its ticket to a paired relay."""
 
-    def __init__(self, server: GatewayServer, client_address: str) -> None:
+    def __init__(self, server: GatewayServer, client_address: str, streams: Sequence[ClientStream] = ()) -> None:
         self.server = server
         self.client_address = client_address
+        self.streams = tuple(streams)  # the client's connection(s): authenticated once its ticket is admitted
         self.admission: records.Admission | None = None
         self.relay: Relay | None = None
 
@@ -54,12 +56,20 @@ class ClientSetup:
         return self.relay is not None and self.relay.paired.is_set()
 
     async def admit(self, ticket: str) -> records.Refusal | None:
-        """Step 6: check the ticket and open the Connection record (a refusal is recorded too)."""
-        outcome = await in_thread(records.admit)(ticket, self.client_address, self.server.config.instance_name)
+        """Step 6: check the ticket and open the Connection record (a refusal is recorded too, unless the
+        ticket is not ours at all: gateway/preauth.py)."""
+        for stream in self.streams:
+            stream.authenticating = True
+        try:
+            outcome = await in_thread(records.admit)(ticket, self.client_address, self.server.config.instance_name)
+        finally:
+            for stream in self.streams:
+                stream.authenticating = False
         if isinstance(outcome, records.Refusal):
-            log.info("refused ticket from %s: %s (%s)", self.client_address, outcome.code, outcome.activity_id)
+            log.info("refused ticket from %s: %s (%s)", self.client_address, outcome.code, outcome.activity_id or "-")
             return outcome
         self.admission = outcome
+        self.server.authenticated(*self.streams)
         return None
 
     async def open_relay(self, end: RelayEnd) -> records.Refusal | None:

@@ -24,6 +24,13 @@ class ClientStream:
         peer = writer.get_extra_info("peername") or ("", 0)
         self.address: str = peer[0] if peer else ""
         self._buffer = b""
+        # Pre-authentication (gateway/preauth.py, GatewayServer): counted against the caps until its
+        # ticket is admitted or the agent has proved its host; its ticket being checked right now; closed
+        # because the deadline passed first.
+        self.counted = False
+        self.authenticated = False
+        self.authenticating = False
+        self.preauth_expired = False
 
     async def read_head(self, timeout: float) -> httpupgrade.RequestHead | None:
         """The next request head, or None when the client closed or sent none within ``timeout`` seconds.

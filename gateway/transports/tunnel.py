@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gateway import records
@@ -24,6 +25,7 @@ from gateway.rdg_session import (
 )
 from gateway.relay import Side
 from gateway.transports.setup import ClientSetup
+from gateway.transports.stream import ClientStream
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -84,12 +86,13 @@ class TunnelClientEnd:
 class RdgTunnel:
     """One client's tunnel, from HANDSHAKE_REQUEST to the end of its relay."""
 
-    def __init__(self, server: GatewayServer, client_address: str, sink: PacketSink) -> None:
+    def __init__(self, server: GatewayServer, client_address: str, sink: PacketSink,
+                 streams: Sequence[ClientStream] = ()) -> None:
         self.server = server
         self.client_address = client_address
         self.sink = sink
         self.session = RdgServerSession()
-        self.setup = ClientSetup(server, client_address)
+        self.setup = ClientSetup(server, client_address, streams)
         self.client_end = TunnelClientEnd(self.session, sink)
         self.client_name = ""
         self._channel_task: asyncio.Task | None = None

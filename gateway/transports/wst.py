@@ -160,7 +160,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
     if not is_rfc6455_key(key):
         stream.refuse(400, "Sec-WebSocket-Key must be base64 of 16 bytes (RFC 6455)")
         return
-    setup = ClientSetup(server, stream.address)
+    setup = ClientSetup(server, stream.address, (stream,))
     refusal = await setup.admit(bearer_ticket(head))
     if refusal is not None:
         stream.write(build_refusal_response(refusal))

@@ -136,6 +136,6 @@ async def test_a_refused_ticket_is_explained(bed: Bed, gateway_tls, caplog):
     finally:
         writer.close()
         await connector.close()
-    connection = await bed.last_connection()
     assert "HTTP 401: ConnectionFailedTicketInvalid: " in caplog.text
-    assert str(connection.activity_id) in caplog.text
+    assert "(activity -)" in caplog.text  # a forged ticket gets no record (gateway/preauth.py)
+    assert await bed.last_connection() is None

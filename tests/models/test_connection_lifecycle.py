@@ -3,13 +3,16 @@ writers (two enders, an end before the start). Every write to a Connection row g
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection as db_connection
+from django.utils import timezone
 
 from broker import verdicts
 from broker.choices import ConnectionState, EndReason
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, failure_message
+from broker.tasks import purge_old_connections
 from wire.errors import ErrorCode, describe
 
 pytestmark = pytest.mark.django_db
@@ -248,3 +251,24 @@ def test_two_enders_racing_on_postgresql_leave_exactly_one_end(member, pool, hos
     assert sorted(results.values()) == [0, 1]
     row = one(started)
     assert row.state == (ConnectionState.ENDED if results["finish"] else ConnectionState.FAILED)
+
+
+class TestRetention:
+    def test_records_that_ended_before_the_retention_are_purged_and_open_ones_kept(self, member, pool, settings):
+        settings.CONNECTION_RETENTION = timedelta(days=30)
+        old_end = Connection.objects.refuse(E.ConnectionFailedTicketExpired, "expired")
+        recent_end = Connection.objects.refuse(E.ConnectionFailedTicketExpired, "expired")
+        old_open = Connection.objects.admit(user=member, host_pool=pool)
+        Connection.objects.filter(pk__in=[old_end.pk, old_open.pk]).update(
+            created_at=timezone.now() - timedelta(days=60))
+        Connection.objects.filter(pk=old_end.pk).update(ended_at=timezone.now() - timedelta(days=31))
+
+        assert purge_old_connections.apply().get() == 1
+
+        assert set(Connection.objects.values_list("pk", flat=True)) == {recent_end.pk, old_open.pk}
+
+    def test_purging_goes_in_batches(self, member):
+        for _ in range(5):
+            Connection.objects.refuse(E.ConnectionFailedTicketExpired, "expired")
+        assert Connection.objects.purge_ended_before(timezone.now() + timedelta(seconds=1), batch=2) == 5
+        assert not Connection.objects.exists()

@@ -90,7 +90,10 @@ class Command(BaseCommand):
             region=settings.GATEWAY_REGION,
         )
         config = GatewayConfig(instance_name=instance_name, instance_id=instance.pk,
-                               host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT)
+                               host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT,
+                               preauth_timeout=settings.GATEWAY_PREAUTH_SECONDS,
+                               preauth_max_per_address=settings.GATEWAY_PREAUTH_MAX_PER_ADDRESS,
+                               preauth_max=settings.GATEWAY_PREAUTH_MAX)
         # The one rendezvous both halves of every connection of this process meet in.
         return GatewayServer(config, Rendezvous(), ssl_context)
 
