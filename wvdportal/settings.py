@@ -13,6 +13,7 @@ from core.environment import (
     env_int,
     env_list,
     env_listen,
+    env_networks,
     env_redis_url,
     env_secret_key,
     env_str,
@@ -265,6 +266,9 @@ FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "R
 SIGNIN_FAILURE_WINDOW = env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600)
 SIGNIN_MAX_FAILURES_PER_USER = env_int("WVD_SIGNIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=10_000)
 SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=100_000)
+# Addresses or CIDR networks of the reverse proxies in front of `serve`: when the peer is one of them, the
+# client is read from X-Forwarded-For (core/clientaddress.py). Empty: the peer is the client.
+TRUSTED_PROXIES = env_networks("WVD_TRUSTED_PROXIES")
 
 # --- Periodic work: Celery beat, or `serve`'s in-process timers without Redis -------------------------
 CELERY_BEAT_SCHEDULE = {
