@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_login_failed
 from django.db.models.signals import post_migrate, pre_migrate
 
 from core.dbrules import ensure_rules, suspend_rules
@@ -28,3 +29,7 @@ class CoreConfig(AppConfig):
         # Once per migrate run: the signals fire for every app, these only for ours.
         pre_migrate.connect(_suspend_rules, sender=self, dispatch_uid="wvd-suspend-database-rules")
         post_migrate.connect(_ensure_rules, sender=self, dispatch_uid="wvd-ensure-database-rules")
+        # Here, not at the top: the throttle loads axes' models, which need the app registry.
+        from core import throttle
+
+        user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")

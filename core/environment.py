@@ -71,6 +71,12 @@ def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return tuple(networks)
 
 
+def env_retired(name: str, instead: str) -> None:
+    """Refuse a variable that is no longer read, rather than let a deployment believe it still holds."""
+    if env_str(name):
+        raise ImproperlyConfigured(f"{name} is no longer read: {instead}")
+
+
 def parse_listen(name: str, value: str) -> tuple[str, int]:
     """Parse ``host:port`` (``[v6]:port`` for IPv6) as used by the ``*_LISTEN`` variables."""
     host, sep, port_text = value.rpartition(":")

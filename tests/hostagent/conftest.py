@@ -11,7 +11,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.cache import cache
+from django.core.cache import caches
 
 from broker.models import SessionHost
 from core import ca
@@ -54,10 +54,12 @@ def eager_tasks():
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    # Registration failures are counted per address in the cache: no test inherits another's count.
-    cache.clear()
+    # Registration failures are counted in the sign-in throttle's cache: no test inherits another's count.
+    for cache in caches.all():
+        cache.clear()
     yield
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
 
 
 @dataclass

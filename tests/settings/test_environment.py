@@ -48,6 +48,7 @@ def run_manage(args: list[str], env_overrides: dict[str, str], tmp_path: Path) -
         ("WVD_TRUSTED_PROXIES", "proxy.example.net"),
         ("WVD_TRUSTED_PROXIES", "10.0.0.1/8"),
         ("WVD_TRUSTED_PROXIES", "2001:db8::/129"),
+        ("WVD_SIGNIN_MAX_FAILURES_PER_USER", "5"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(name, value, tmp_path):
@@ -127,6 +128,13 @@ def test_a_trusted_proxy_network_with_host_bits_set_says_what_was_meant(clean_en
     with pytest.raises(ImproperlyConfigured, match=r"WVD_TRUSTED_PROXIES: '10.1.2.3/8' has host bits set "
                                                    r"\(did you mean 10.0.0.0/8\?\)"):
         environment.env_networks("WVD_TRUSTED_PROXIES")
+
+
+def test_a_retired_sign_in_variable_stops_start_up_naming_its_replacement(clean_env):
+    clean_env.setenv("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", "30")
+    with pytest.raises(ImproperlyConfigured, match="WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS is no longer read.*"
+                                                   "WVD_SIGNIN_MAX_FAILURES"):
+        environment.env_retired("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", "use WVD_SIGNIN_MAX_FAILURES")
 
 
 def test_integers_respect_their_bounds(clean_env):
