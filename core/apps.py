@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_login_failed
 from django.db.models.signals import post_migrate, pre_migrate
 
 from core.dbrules import ensure_rules, suspend_rules
@@ -28,8 +29,10 @@ class CoreConfig(AppConfig):
         # Once per migrate run: the signals fire for every app, these only for ours.
         pre_migrate.connect(_suspend_rules, sender=self, dispatch_uid="wvd-suspend-database-rules")
         post_migrate.connect(_ensure_rules, sender=self, dispatch_uid="wvd-ensure-database-rules")
-        # What takes a user's access away (sign-out, password, deactivation, groups). Imported here, where
-        # Django's convention puts it: the module needs the auth models, which exist once apps are ready.
-        from core import signals  # noqa: PLC0415 - the app registry, not an arrow between apps
+        # Here, not at the top (Django's convention): both modules need models, which exist once apps are
+        # ready. What takes a user's access away (sign-out, password, deactivation, groups), and the sign-in
+        # throttle's log of failures.
+        from core import signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
 
         signals.connect()
+        user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")

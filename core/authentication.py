@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from core.clientaddress import client_address
 from core.models import ApiToken
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token: not ASCII.") from None
         token = ApiToken.authenticate(key)
         if token is None:
-            log.info("refused API token %s… from %s", key[:12], request.META.get("REMOTE_ADDR"))
+            log.info("refused API token %s… from %s", key[:12], client_address(request))
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("This account is disabled.")

@@ -5,6 +5,7 @@ never falls back silently to a default.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -53,6 +54,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if any(not item for item in items):
         raise ImproperlyConfigured(f"{name}={raw!r} has an empty entry; separate values with single commas")
     return items
+
+
+def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated IP addresses or CIDR networks, IPv4 or IPv6 (a bare address is its own /32 or
+    /128); unset or empty: none."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            if "host bits set" in str(exc):
+                meant = ipaddress.ip_network(item, strict=False)
+                raise ImproperlyConfigured(f"{name}: {item!r} has host bits set (did you mean {meant}?)") from None
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or a CIDR network") from None
+    return tuple(networks)
+
+
+def env_retired(name: str, instead: str) -> None:
+    """Refuse a variable that is no longer read, rather than let a deployment believe it still holds."""
+    if env_str(name):
+        raise ImproperlyConfigured(f"{name} is no longer read: {instead}")
 
 
 def parse_listen(name: str, value: str) -> tuple[str, int]:

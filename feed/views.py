@@ -36,11 +36,10 @@ from rest_framework.views import APIView
 from broker.choices import ConnectionState
 from broker.models import Connection
 from broker.rdpproperties import RdpPropertiesError
-from core import ca, tickets
+from core import ca, throttle, tickets
 from core.api.schema import ApiAutoSchema
 from core.authentication import ApiTokenAuthentication
 from core.choices import CertificatePurpose
-from core.signin import clear_signin_failures, client_address, record_signin_failure, signin_retry_after
 from feed import icons
 from feed.models import Desktop, RemoteApp
 from feed.rdpfile import RDP_CONTENT_TYPE, RdpFileError, RdpResource, render_signed_rdp
@@ -341,30 +340,12 @@ def _duration_text(duration: timedelta) -> str:
 
 
 class UserLoginView(LoginView):
-    """Django's login, counting failures in the same per-user and per-address limits as the token
-    endpoint, so the browser is no way around them."""
+    """Django's login (the user's page and the portal's). The sign-in throttle's backend refuses a user name
+    that failed too often from this address; the answer is then this form with the wait, status 429."""
 
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")[:150]
-        retry_after = signin_retry_after(username, client_address(request))
-        if retry_after is not None:
-            # An unbound form: validating the posted one would check the password after all.
-            form = self.get_form_class()(request, initial={"username": username})
-            context = self.get_context_data(form=form, retry_minutes=max(1, -(-retry_after // 60)))
-            response = self.render_to_response(context, status=status.HTTP_429_TOO_MANY_REQUESTS)
-            response["Retry-After"] = str(retry_after)
-            return response
-        return super().post(request, *args, **kwargs)
-
     def form_invalid(self, form):
-        username = self.request.POST.get("username", "")[:150]
-        record_signin_failure(username, client_address(self.request))
-        log.info("browser sign-in as %r from %s failed", username, client_address(self.request))
-        return super().form_invalid(form)
-
-    def form_valid(self, form):
-        clear_signin_failures(form.get_user().get_username())
-        return super().form_valid(form)
+        response = super().form_invalid(form)
+        return throttle.refusal(self.request, response) if throttle.locked_out(self.request) else response

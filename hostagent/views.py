@@ -23,11 +23,12 @@ from rest_framework.views import APIView
 
 from broker.hostbus import CommandResult
 from broker.models import HostPool, SessionHost, UserSession
-from core import ca
+from core import ca, throttle
+from core.clientaddress import client_address
 from core.hashing import hash_secret
 from core.models import Certificate
 from core.permissions import IsStaffOrModelPermission
-from hostagent import commands, ratelimit, tasks
+from hostagent import commands, tasks
 from hostagent.health import heartbeat_interval
 from hostagent.registration import HOST_NAME, MAX_HOST_NAME
 
@@ -57,8 +58,9 @@ class RegisteredSerializer(serializers.Serializer):
 
 
 class RegisterView(APIView):
-    """No user authentication: the registration token is the credential, and failures per client
-    address are rate limited."""
+    """No user authentication: the registration token is the credential. Failures count in the sign-in
+    throttle (core.throttle) per presented token (its hash) and client address: a client that keeps failing
+    with one token is refused (429) while hosts elsewhere register with it as usual."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -71,24 +73,27 @@ class RegisterView(APIView):
                    409: OpenApiResponse(description="The name belongs to another pool (name_taken), or to a host "
                                         "whose agent holds a valid certificate and that no admin marked for "
                                         "replacement (host_in_use)"),
-                   429: OpenApiResponse(description="Too many failed attempts from this address")},
+                   429: OpenApiResponse(description="Too many failed attempts with this token from this address; "
+                                                    "see Retry-After")},
         summary="Register a session host",
     )
     def post(self, request: Request) -> Response:
-        address = request.META.get("REMOTE_ADDR") or "unknown"
-        if ratelimit.too_many_failures(address):
-            log.warning("registration from %s refused: too many failed attempts", address)
-            return Response({"detail": "Too many failed registration attempts from this address; try again later.",
-                             "code": "rate_limited"}, status=status.HTTP_429_TOO_MANY_REQUESTS,
-                            headers={"Retry-After": str(ratelimit.WINDOW_SECONDS)})
+        address = client_address(request)
         try:
             if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
-                return self.refuse(address, "too_large", "The request is too large.", 413)
+                return self.refuse(request, None, "too_large", "The request is too large.", 413)
         except ValueError:
-            return self.refuse(address, "bad_request", "The Content-Length header is not a number.", 400)
+            return self.refuse(request, None, "bad_request", "The Content-Length header is not a number.", 400)
+        # Counted per presented token (hashed) and address, as passwords are per user name and address.
+        presented = request.data.get("token") if isinstance(request.data, dict) else None
+        credentials = throttle.token_credentials(presented if isinstance(presented, str) else "")
+        refused = throttle.check(request, credentials)
+        if refused is not None:
+            return refused
         serializer = RegistrationSerializer(data=request.data)
         if not serializer.is_valid():
-            ratelimit.record_failure(address)
+            if refused := throttle.record_failure(request, credentials):
+                return refused
             log.info("registration from %s refused: %s", address, serializer.errors)
             return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
         token, name, csr = (serializer.validated_data[key] for key in ("token", "name", "csr"))
@@ -97,9 +102,10 @@ class RegisterView(APIView):
         if pool is None:
             if HostPool.objects.filter(registration_token_hash=hash_secret(token),
                                        registration_token_expires_at__lte=timezone.now()).exists():
-                return self.refuse(address, "token_expired", "The registration token has expired; ask an "
+                return self.refuse(request, credentials, "token_expired", "The registration token has expired; ask an "
                                    "administrator for a new one.", 401)
-            return self.refuse(address, "token_invalid", "The registration token is not valid (wrong or revoked).", 401)
+            return self.refuse(request, credentials, "token_invalid",
+                               "The registration token is not valid (wrong or revoked).", 401)
 
         try:
             outcome = tasks.register_session_host.delay(pool.pk, name, csr).get(timeout=TASK_TIMEOUT)
@@ -108,7 +114,7 @@ class RegisterView(APIView):
             return Response({"detail": "The certificate could not be issued in time; try again later.",
                              "code": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         if "refused" in outcome:
-            return self.refuse(address, outcome["refused"], outcome["detail"], outcome["http_status"])
+            return self.refuse(request, credentials, outcome["refused"], outcome["detail"], outcome["http_status"])
 
         certificate = Certificate.objects.get(pk=outcome["certificate_id"])
         body = {
@@ -122,10 +128,13 @@ class RegisterView(APIView):
         }
         return Response(RegisteredSerializer(body).data, status=status.HTTP_201_CREATED)
 
-    def refuse(self, address: str, code: str, detail: str, http_status: int) -> Response:
-        if http_status < 500:
-            ratelimit.record_failure(address)
-        log.info("registration from %s refused (%s): %s", address, code, detail)
+    def refuse(self, request: Request, credentials: dict | None, code: str, detail: str, http_status: int) -> Response:
+        """Count a refusal against the token and address (a server-side failure is not theirs) and log it;
+        the one that reaches the limit is answered, and logged, as the throttle's 429."""
+        if http_status < 500 and credentials is not None:
+            if refused := throttle.record_failure(request, credentials):
+                return refused
+        log.info("registration from %s refused (%s): %s", client_address(request), code, detail)
         headers = {"WWW-Authenticate": 'RegistrationToken realm="hostagent"'} if http_status == 401 else None
         return Response({"detail": detail, "code": code}, status=http_status, headers=headers)
 

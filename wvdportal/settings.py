@@ -13,7 +13,9 @@ from core.environment import (
     env_int,
     env_list,
     env_listen,
+    env_networks,
     env_redis_url,
+    env_retired,
     env_secret_key,
     env_str,
     gateway_addresses,
@@ -41,6 +43,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before core: its failed-sign-in log reads what axes has just counted (core.throttle).
+    "axes",
     "core",
     "broker",
     "feed",
@@ -58,6 +62,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a sign-in the throttle refused into its 429 (Django's admin login has no other way).
+    "core.throttle.SignInThrottleMiddleware",
+]
+# axes.W002 asks for axes' middleware by name; core.throttle.SignInThrottleMiddleware stands in for it.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
+
+AUTHENTICATION_BACKENDS = [
+    # First: a locked-out name and address are refused before any password is checked.
+    "core.throttle.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "wvdportal.urls"
@@ -121,12 +135,25 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Shared counters (rate limits, nonces) must be seen by every process: Redis when there is one.
+# Shared counters (sign-in failures, nonces) must be seen by every process: Redis when there is one.
+# The sign-in throttle has a cache of its own, so that failures neither evict nor are evicted by icons and
+# nonces; in memory it is bounded (100,000 counters, the oldest third dropped when full).
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": REDIS_NAMESPACE}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                    "KEY_PREFIX": REDIS_NAMESPACE},
+        "signin": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                   "KEY_PREFIX": f"{REDIS_NAMESPACE}:signin"},
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "signin": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "signin",
+                   "OPTIONS": {"MAX_ENTRIES": 100_000}},
+    }
+    # axes warns that a per-process cache is not shared; without Redis there is one process (`serve`,
+    # tasks in-process), so it is.
+    SILENCED_SYSTEM_CHECKS.append("axes.W001")
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
@@ -226,7 +253,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("WVD_LOG_LEVEL", "INFO").upper() or "INFO"},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # axes logs each failure with the user name and address masked; core.throttle logs each one once, unmasked
+    # (no password, no token).
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "ERROR"}},
 }
 
 # --- Certificate authority and tickets (core/ca.py, core/tickets.py) ---------------------------------
@@ -269,12 +298,30 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # when a user's resources come from more than one workspace (with one, the workspace's name is used).
 FEED_PUBLISHER_ID = _GATEWAY_ADDRESSES["FEED_PUBLISHER_ID"]
 FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "Remote Desktop"
-# POST /api/v1/auth/token/ and the login page: failed sign-ins counted per user name and per client
-# address (in the shared cache) for SIGNIN_FAILURE_WINDOW seconds from the first failure; over either
-# limit, 429 with Retry-After until that window ends.
-SIGNIN_FAILURE_WINDOW = env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600)
-SIGNIN_MAX_FAILURES_PER_USER = env_int("WVD_SIGNIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=10_000)
-SIGNIN_MAX_FAILURES_PER_ADDRESS = env_int("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=100_000)
+
+# --- The sign-in throttle (core/throttle.py, django-axes) ----------------------------------------------
+# Every place a secret is tried (the admin login, the user page's login, POST /api/v1/auth/token/, host
+# registration) counts failures per name (user name, or registration token's hash) and client address
+# together; at WVD_SIGNIN_MAX_FAILURES that pair is refused (429) for WVD_SIGNIN_FAILURE_WINDOW seconds
+# from its last failure. The right password from another address still signs in.
+env_retired("WVD_SIGNIN_MAX_FAILURES_PER_USER", "failures count per user name and client address together; "
+            "use WVD_SIGNIN_MAX_FAILURES")
+env_retired("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", "an address alone is never locked out; "
+            "use WVD_SIGNIN_MAX_FAILURES (per user name and client address)")
+AXES_FAILURE_LIMIT = env_int("WVD_SIGNIN_MAX_FAILURES", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("WVD_SIGNIN_FAILURE_WINDOW", 15 * 60, minimum=10, maximum=24 * 3600))
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"  # counters that expire, not a database row per failure
+AXES_CACHE = "signin"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "core.throttle.throttle_name"
+AXES_CLIENT_IP_CALLABLE = "core.throttle.throttle_address"
+AXES_RESET_ON_SUCCESS = True
+# An attempt while locked out counts too and starts the wait again: Retry-After is then the whole cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_ENABLE_ADMIN = False  # the cache handler keeps no records to show
+# Addresses or CIDR networks of the reverse proxies in front of `serve`: when the peer is one of them, the
+# client is read from X-Forwarded-For (core/clientaddress.py). Empty: the peer is the client.
+TRUSTED_PROXIES = env_networks("WVD_TRUSTED_PROXIES")
 
 # --- Periodic work: Celery beat, or `serve`'s in-process timers without Redis -------------------------
 CELERY_BEAT_SCHEDULE = {

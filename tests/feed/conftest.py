@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group
-from django.core.cache import cache
+from django.core.cache import caches
 
 from broker.models import HostPool
 from core import ca
@@ -22,10 +22,12 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "rdp" / "schemas"
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    """Sign-in failure counters and converted icons live in the cache: every test starts without them."""
-    cache.clear()
+    """Sign-in failure counters and converted icons live in the caches: every test starts without them."""
+    for cache in caches.all():
+        cache.clear()
     yield
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
 
 
 @pytest.fixture(scope="session")

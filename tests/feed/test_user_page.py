@@ -96,7 +96,7 @@ def test_a_wrong_password_on_the_login_page_says_so(client, member):
 
 
 def test_the_login_page_shares_the_sign_in_rate_limit(client, member, settings):
-    settings.SIGNIN_MAX_FAILURES_PER_USER = 2
+    settings.AXES_FAILURE_LIMIT = 2
     for _ in range(2):
         client.post("/accounts/login/", {"username": "member", "password": "wrong"})
 

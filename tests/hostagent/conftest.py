@@ -11,13 +11,13 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.cache import cache
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from broker.models import SessionHost
 from core import ca
-from core.models import Certificate
 from core.choices import CertificatePurpose
+from core.models import Certificate
 from hostagent.agent.state import make_csr, new_key
 from hostagent.routing import websocket_urlpatterns
 from tests.ca_files import write_root_files
@@ -57,10 +57,12 @@ def eager_tasks():
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    # Registration failures are counted per address in the cache: no test inherits another's count.
-    cache.clear()
+    # Registration failures are counted in the sign-in throttle's cache: no test inherits another's count.
+    for cache in caches.all():
+        cache.clear()
     yield
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
 
 
 @dataclass
@@ -134,14 +136,12 @@ class LiveHost:
 
 @pytest.fixture
 def live_host(our_ca, pooled_pool, eager_tasks) -> LiveHost:
-    cache.clear()  # registration failures are counted per address in the cache
-    token, _ = pooled_pool.issue_registration_token()
+    token, _ = pooled_pool.issue_registration_token()  # (fresh_cache: no inherited throttle counts)
     answer = APIClient().post(REGISTER_URL, {"token": token, "name": "host-a", "csr": make_csr(new_key(), "host-a")},
                               format="json")
     assert answer.status_code == 201, answer.json()
     host = SessionHost.objects.select_related("certificate").get(pk=answer.json()["session_host_id"])
-    yield LiveHost(host=host, token=token, certificate=host.certificate)
-    cache.clear()
+    return LiveHost(host=host, token=token, certificate=host.certificate)
 
 
 def checks(*, rdp: bool = True, disk: bool = True) -> list[hostchannel.HealthCheck]:

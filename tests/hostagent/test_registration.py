@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from ipaddress import ip_network
 
 import pytest
 from cryptography import x509
@@ -12,7 +13,7 @@ from django.utils import timezone
 from broker.models import HostPool, SessionHost
 from core import ca
 from core.models import Certificate
-from hostagent import ratelimit, registration
+from hostagent import registration
 from hostagent.agent.state import make_csr, new_key
 from wire import hostchannel
 
@@ -27,9 +28,9 @@ def token(pooled_pool, our_ca) -> str:
     return value
 
 
-def register(client, token: str, name: str = "host-a", csr: str | None = None, key=None):
+def register(client, token: str, name: str = "host-a", csr: str | None = None, key=None, address: str = "127.0.0.1"):
     csr = csr if csr is not None else make_csr(key or new_key(), name)
-    return client.post(URL, {"token": token, "name": name, "csr": csr}, format="json")
+    return client.post(URL, {"token": token, "name": name, "csr": csr}, format="json", REMOTE_ADDR=address)
 
 
 def test_it_registers_a_host_and_returns_its_certificate_and_the_ca(anonymous_api, token, pooled_pool):
@@ -233,21 +234,66 @@ def test_a_body_that_is_not_json_is_refused(anonymous_api, token):
     assert response.status_code == 415
 
 
-def test_failures_are_rate_limited_per_address(anonymous_api, token, monkeypatch):
-    monkeypatch.setattr(ratelimit, "MAX_FAILURES", 3)
-    for _ in range(3):
+def test_failures_are_throttled_per_token_and_address(anonymous_api, token, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(2):
         assert register(anonymous_api, "wvdreg_wrong").status_code == 401
-    # Even the right token is refused now, from this address.
-    response = register(anonymous_api, token)
-    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
-    assert int(response["Retry-After"]) > 0
-    other_address = anonymous_api.post(URL, {"token": token, "name": "host-a", "csr": make_csr(new_key(), "host-a")},
-                                       format="json", REMOTE_ADDR="192.0.2.7")
-    assert other_address.status_code == 201
+    third = register(anonymous_api, "wvdreg_wrong")
+    assert third.status_code == 429 and third.json()["code"] == "rate_limited"
+    assert third["Retry-After"] == str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    assert register(anonymous_api, "wvdreg_wrong").status_code == 429
+
+    # Another address with that token is a pair of its own; so is the right token from this address.
+    assert register(anonymous_api, "wvdreg_wrong", address="192.0.2.7").status_code == 401
+    assert register(anonymous_api, token).status_code == 201
 
 
-def test_successes_do_not_count_towards_the_limit(anonymous_api, token, monkeypatch):
-    monkeypatch.setattr(ratelimit, "MAX_FAILURES", 1)
+def test_a_guesser_at_the_same_address_does_not_lock_out_a_host_with_the_right_token(anonymous_api, token,
+                                                                                    settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for number in range(12):
+        register(anonymous_api, f"wvdreg_guess{number}", address="192.0.2.50")
+
+    assert register(anonymous_api, token, address="192.0.2.50").status_code == 201
+
+
+def test_a_host_that_keeps_failing_with_its_token_is_refused_from_its_address_only(anonymous_api, token, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    bad_csr = "-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n"
+    assert register(anonymous_api, token, csr=bad_csr).status_code == 400
+    assert register(anonymous_api, token, csr=bad_csr).status_code == 429
+
+    assert register(anonymous_api, token).status_code == 429
+    assert register(anonymous_api, token, address="192.0.2.8").status_code == 201
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_throttled(anonymous_api, token, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.TRUSTED_PROXIES = (ip_network("10.0.0.0/8"),)
+
+    def through_proxy(client_address: str):
+        return anonymous_api.post(URL, {"token": "wvdreg_wrong", "name": "host-a", "csr": "x"}, format="json",
+                                  REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=client_address)
+
+    assert [through_proxy("203.0.113.9").status_code for _ in range(3)] == [401, 429, 429]
+    assert through_proxy("203.0.113.10").status_code == 401  # another client behind the same proxy
+
+
+def test_the_refusals_log_neither_the_token_nor_a_usable_part_of_it(anonymous_api, token, settings, caplog):
+    settings.AXES_FAILURE_LIMIT = 1
+    wrong = "wvdreg_" + "s3cr3t" * 7
+
+    register(anonymous_api, wrong, address="192.0.2.9")
+    register(anonymous_api, wrong, address="192.0.2.9")
+
+    refusals = [record.getMessage() for record in caplog.records if "refused" in record.getMessage()]
+    assert len(refusals) == 2  # the failure that reached the limit, then the next attempt: one line each
+    assert all("192.0.2.9" in line for line in refusals)
+    assert "s3cr3t" not in caplog.text
+
+
+def test_successes_do_not_count_towards_the_limit(anonymous_api, token, settings):
+    settings.AXES_FAILURE_LIMIT = 1
     for name in ("host-a", "host-b", "host-c"):
         assert register(anonymous_api, token, name=name).status_code == 201
 

@@ -45,6 +45,10 @@ def run_manage(args: list[str], env_overrides: dict[str, str], tmp_path: Path) -
         ("WVD_GATEWAY_RELAY_URL", "wss://gw.example.net"),
         ("WVD_GATEWAY_RELAY_URL", "https://gw.example.net:99999"),
         ("WVD_GATEWAY_RELAY_URL", "https://"),
+        ("WVD_TRUSTED_PROXIES", "proxy.example.net"),
+        ("WVD_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("WVD_TRUSTED_PROXIES", "2001:db8::/129"),
+        ("WVD_SIGNIN_MAX_FAILURES_PER_USER", "5"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(name, value, tmp_path):
@@ -110,6 +114,27 @@ def test_listen_addresses_parse_host_and_port(value, expected):
 def test_lists_split_on_commas(clean_env):
     clean_env.setenv("WVD_ALLOWED_HOSTS", "portal.example.net, 127.0.0.1")
     assert environment.env_list("WVD_ALLOWED_HOSTS", []) == ["portal.example.net", "127.0.0.1"]
+
+
+def test_trusted_proxies_are_addresses_and_networks_of_both_families(clean_env):
+    assert environment.env_networks("WVD_TRUSTED_PROXIES") == ()
+    clean_env.setenv("WVD_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.10,2001:db8::/32, ::1")
+    assert [str(network) for network in environment.env_networks("WVD_TRUSTED_PROXIES")] == [
+        "10.0.0.0/8", "192.0.2.10/32", "2001:db8::/32", "::1/128"]
+
+
+def test_a_trusted_proxy_network_with_host_bits_set_says_what_was_meant(clean_env):
+    clean_env.setenv("WVD_TRUSTED_PROXIES", "10.1.2.3/8")
+    with pytest.raises(ImproperlyConfigured, match=r"WVD_TRUSTED_PROXIES: '10.1.2.3/8' has host bits set "
+                                                   r"\(did you mean 10.0.0.0/8\?\)"):
+        environment.env_networks("WVD_TRUSTED_PROXIES")
+
+
+def test_a_retired_sign_in_variable_stops_start_up_naming_its_replacement(clean_env):
+    clean_env.setenv("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", "30")
+    with pytest.raises(ImproperlyConfigured, match="WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS is no longer read.*"
+                                                   "WVD_SIGNIN_MAX_FAILURES"):
+        environment.env_retired("WVD_SIGNIN_MAX_FAILURES_PER_ADDRESS", "use WVD_SIGNIN_MAX_FAILURES")
 
 
 def test_integers_respect_their_bounds(clean_env):
