@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from broker import verdicts
-from gateway import httpupgrade, records
+from gateway import httpupgrade, memory, records
 from gateway.httpupgrade import HttpError
 from gateway.preauth import PreAuthGuard
 from gateway.relay import RelayResult, Rendezvous
@@ -36,6 +36,7 @@ from gateway.transports.stream import READ_SIZE, ClientStream
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT = 10.0  # seconds for the client to send its HTTP request head
+TRIM_AFTER = 5.0  # seconds from a connection's close until freed memory is returned to the system
 
 
 @dataclass
@@ -53,7 +54,7 @@ class GatewayConfig:
     # Unauthenticated connections (gateway/preauth.py): the absolute deadline, the caps.
     preauth_timeout: float = 20.0
     preauth_max_per_address: int = 32
-    preauth_max: int = 4096
+    preauth_max: int = 2048
 
 
 class GatewayServer:
@@ -69,6 +70,7 @@ class GatewayServer:
         self._reports: set[asyncio.Future] = set()
         self._verdicts: asyncio.Task | None = None
         self.preauth = PreAuthGuard(config.preauth_max_per_address, config.preauth_max)
+        self._trim_due: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         # Plain TCP (no context) is for tests and for TLS terminated in front of the gateway.
@@ -111,6 +113,17 @@ class GatewayServer:
             await stream.wait_closed()
             if task is not None:
                 self._tasks.discard(task)
+            self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        """Connections closed: give their buffers back to the system a little later, at most once every
+        TRIM_AFTER seconds however many close (gateway/memory.py)."""
+        if self._trim_due is None:
+            self._trim_due = asyncio.get_running_loop().call_later(TRIM_AFTER, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_due = None
+        memory.trim()
 
     def authenticated(self, *streams: ClientStream | None) -> None:
         """The client's ticket was admitted, or the agent proved its host: no deadline, no cap any more."""
@@ -178,6 +191,8 @@ class GatewayServer:
             self._server.close()
         if self._verdicts is not None:
             self._verdicts.cancel()
+        if self._trim_due is not None:
+            self._trim_due.cancel()
         for connection_id in list(self.rendezvous._relays):  # noqa: SLF001 - our own registry
             relay = self.rendezvous.get(connection_id)
             if relay is not None:

@@ -232,7 +232,7 @@ GATEWAY_HOST_ARRIVAL_TIMEOUT = env_int("WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT", 15, m
 # one client address and in all (one more is answered 503 at once, without any database work).
 GATEWAY_PREAUTH_SECONDS = env_int("WVD_GATEWAY_PREAUTH_SECONDS", 20, minimum=1, maximum=300)
 GATEWAY_PREAUTH_MAX_PER_ADDRESS = env_int("WVD_GATEWAY_PREAUTH_MAX_PER_ADDRESS", 32, minimum=1, maximum=100_000)
-GATEWAY_PREAUTH_MAX = env_int("WVD_GATEWAY_PREAUTH_MAX", 4096, minimum=1, maximum=1_000_000)
+GATEWAY_PREAUTH_MAX = env_int("WVD_GATEWAY_PREAUTH_MAX", 2048, minimum=1, maximum=1_000_000)
 # Seconds between this instance's "still alive" updates to its GatewayInstance row.
 GATEWAY_INSTANCE_HEARTBEAT = env_int("WVD_GATEWAY_INSTANCE_HEARTBEAT", 30, minimum=1, maximum=3600)
 # A host slot reserved for a connection is freed when the host has not arrived by then; it must

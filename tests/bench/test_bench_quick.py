@@ -113,3 +113,14 @@ def test_tls_relay_benchmark_prints_the_cost_of_each_tls_side():
                                         "TLS → TLS (the gateway's shape)"]
     assert all(float(row[1]) > 0 and float(row[2]) >= 0 for row in rows)
     assert rows[0][3] in ("1.00", "–")  # "–" when 2 MiB took the plain relay less than a clock tick
+
+
+def test_the_gateway_outlasts_2000_unauthenticated_connections():
+    """The process test of the pre-authentication limits (gateway/preauth.py): 2,000 TLS connections that
+    upgrade and then only ping are all closed by the deadline (a ping never extends it), a real client
+    connects meanwhile, and the gateway's RSS comes back within 32 MiB of where it started."""
+    output = run_bench("preauth.py", "--connections", "2000", "--deadline", "10")
+
+    (row,) = table_rows(output, "connections")
+    assert row[:3] == ["2000", "2000", "0"], row  # every one held (none refused by a cap) until the deadline
+    assert row[-3:] == ["PASS", "PASS", "PASS"], row  # closed by the deadline, RSS back, the real client got in
