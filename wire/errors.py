@@ -113,7 +113,9 @@ def _entries() -> list[ConnectionErrorCode]:
             remedy="The access token in the .rdp file is malformed, not signed by this control plane, or "
                    "not a connection ticket. Refresh the feed (or download the file again). If fresh files "
                    "fail too, the administrator should check that every server runs with the same "
-                   "WVD_SECRET_KEY.",
+                   "WVD_SECRET_KEY. Such requests prove no user, so they are not recorded as connections: "
+                   "the gateway counts them and logs 'requests refused: not one of our tickets' at most "
+                   "once a minute.",
         ),
         ConnectionErrorCode(
             code=E.ConnectionFailedTicketExpired, stage="ticket", fix_by="user",
@@ -128,8 +130,10 @@ def _entries() -> list[ConnectionErrorCode]:
             code=E.ConnectionFailedTicketRevoked, stage="ticket", fix_by="user",
             gateway_status=P.E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED,
             message="This connection file has been withdrawn. Refresh your resources and retry.",
-            remedy="The ticket was revoked (for example after sign-out or an access change). A new file from "
-                   "the feed works if the user still has access.",
+            remedy="The file was issued before the user's last access change: they signed out, their "
+                   "password was changed, they left a group or an assignment of theirs was changed, or an "
+                   "administrator used Sign out everywhere (README, Access). A new file from the feed works "
+                   "if the user still has access.",
         ),
         ConnectionErrorCode(
             code=E.ConnectionFailedUnsupportedAuthentication, stage="ticket", fix_by="user",
@@ -153,16 +157,18 @@ def _entries() -> list[ConnectionErrorCode]:
             gateway_status=P.E_PROXY_RAP_ACCESSDENIED,
             message="You do not have access to this desktop or app any more. Refresh your resources; if you "
                     "still need it, ask your administrator to assign it to you.",
-            remedy="The user is no longer assigned to the application group, or the account was disabled "
-                   "or deleted after the file was issued. Assign the user (or one of their groups) to the "
-                   "application group if access is intended.",
+            remedy="Checked at every connection: the account was deactivated or deleted, or the user is no "
+                   "longer assigned to the application group (the assignment removed, or the user removed "
+                   "from the assigned group), or its workspace was unpublished, after the file was issued. "
+                   "Assign the user (or one of their groups) to the application group if access is intended.",
         ),
         ConnectionErrorCode(
             code=E.ConnectionFailedResourceNotFound, stage="authorization", fix_by="user",
             gateway_status=P.E_PROXY_RAP_ACCESSDENIED,
             message="This desktop or app no longer exists. Refresh your resources.",
-            remedy="The application group or host pool named in the ticket was deleted (or moved to another "
-                   "pool) after the file was issued; the refreshed feed no longer lists it.",
+            remedy="Checked at every connection: the host pool, application group, desktop or RemoteApp "
+                   "named in the ticket was deleted (or the group renamed or moved to another pool) after "
+                   "the file was issued; the refreshed feed no longer lists it.",
         ),
         ConnectionErrorCode(
             code=E.ConnectionFailedResourceMismatch, stage="authorization", fix_by="user",
@@ -317,6 +323,17 @@ def render_markdown() -> str:
         "A connection that fails records one of these stable codes in `error_code`, with the message the "
         "user sees in `error_message`. The gateway answers the client with the MS-TSGU status in the "
         "last column. Names follow Azure Virtual Desktop's diagnostics codes where AVD has one.",
+        "",
+        "Access is checked again at every connection, not only when the file is issued. In this order: "
+        "a deactivated or deleted account is `ConnectionFailedUserNotAuthorized`; a deleted host pool, "
+        "application group, desktop or RemoteApp (or a group renamed or moved) is "
+        "`ConnectionFailedResourceNotFound`; a user no longer assigned (assignment removed or changed, "
+        "user removed from the assigned group, workspace unpublished) is `ConnectionFailedUserNotAuthorized`; "
+        "a file issued before the user's last sign-out, password change, group membership change, "
+        "assignment change or an administrator's Sign out everywhere is `ConnectionFailedTicketRevoked`. "
+        "A session already relaying goes on until it ends; Sign out everywhere logs it off. A ticket that "
+        "is not ours (`ConnectionFailedTicketInvalid`) writes no record. The README's Access section has "
+        "the details.",
         "",
         "| code | stage | fix by | gateway status |",
         "| --- | --- | --- | --- |",
