@@ -188,7 +188,8 @@ def _text(max_length: int, *, min_length: int = 0, pattern: re.Pattern[str] | No
             raise ProtocolError(f"{path} must be a string")
         if not min_length <= len(value) <= max_length:
             raise ProtocolError(f"{path} must be {min_length}-{max_length} characters long")
-        if pattern is not None and not pattern.match(value):
+        # fullmatch: a pattern's ``$`` also matches before a final newline, which no field may end with.
+        if pattern is not None and not pattern.fullmatch(value):
             raise ProtocolError(f"{path} has characters that are not allowed")
         return value
 

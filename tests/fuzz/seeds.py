@@ -116,7 +116,13 @@ def hostchannel_seeds() -> dict[str, bytes]:
 
 # Inputs with which a fuzzer found a bug (fixed since, each with a test beside its parser's): harness ->
 # name -> bytes.
-REGRESSIONS: dict[str, dict[str, bytes]] = {}
+REGRESSIONS: dict[str, dict[str, bytes]] = {
+    "hostchannel": {
+        # A pattern's "$" matched before a final newline (tests/wire/test_hostchannel.py).
+        "id-ending-in-newline": b'{"id":"cmd-reneu--\\n","certificate":"-----BEGIN CERTIFICATE-----CAwIB-\\n",'
+                                b'"ca_certificate":"-----BEGIN CERTIFICATE-----\\n---\\n","type":"certificate"}',
+    },
+}
 
 
 def seeds() -> dict[str, dict[str, bytes]]:
