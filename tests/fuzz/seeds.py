@@ -121,6 +121,9 @@ REGRESSIONS: dict[str, dict[str, bytes]] = {
         # A pattern's "$" matched before a final newline (tests/wire/test_hostchannel.py).
         "id-ending-in-newline": b'{"id":"cmd-reneu--\\n","certificate":"-----BEGIN CERTIFICATE-----CAwIB-\\n",'
                                 b'"ca_certificate":"-----BEGIN CERTIFICATE-----\\n---\\n","type":"certificate"}',
+        # A lone surrogate spelled as a JSON escape passed, and could be neither sent again nor stored.
+        "lone-surrogate": b'{"seq":7,"agent_version":"1.4.0","checks":[],"sessions":[{"session_id":4,'
+                          b'"username":"CON\\ud800TOSO","state":"active"}],"type":"heartbeat"}',
     },
 }
 

@@ -214,3 +214,22 @@ def test_a_connect_order_whose_relay_url_ends_in_a_newline_is_refused():
     with pytest.raises(hostchannel.ProtocolError, match="relay_url has characters"):
         hostchannel.validate_command_args("connect", {"activity_id": "3a183cce-c2c3-433f-aed1-6afd4dbe50c7",
                                                       "relay_url": url, "host_ticket": "wht1.payload.signature"})
+
+
+@pytest.mark.parametrize("message, decode", [
+    (dict(AGENT_MESSAGES["heartbeat"], sessions=[{"session_id": 1, "username": "\ud800", "state": "active"}]),
+     hostchannel.decode_agent_message),
+    (dict(AGENT_MESSAGES["result"], data={"output": ["ok", "\udc00"]}), hostchannel.decode_agent_message),
+    (dict(SERVER_MESSAGES["certificate_refused"], message="no \udfff"), hostchannel.decode_server_message),
+])
+def test_a_lone_surrogate_is_not_text_and_is_refused(message, decode):
+    # Found by tests/fuzz/fuzz_hostchannel.py: JSON's "\ud800" escape decoded to a string that could be
+    # neither encoded again nor stored (UnicodeEncodeError).
+    frame = json.dumps(message)  # ASCII, with the surrogate as a \udXXX escape
+    with pytest.raises(hostchannel.ProtocolError, match="lone surrogate"):
+        decode(frame)
+
+
+def test_it_will_not_encode_a_lone_surrogate():
+    with pytest.raises(hostchannel.ProtocolError, match="lone surrogate"):
+        hostchannel.encode(hostchannel.shutdown("stopping \ud800"))
