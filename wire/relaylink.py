@@ -34,6 +34,8 @@ FAIL_REASONS = ("rdp_unreachable", "refused")
 UPGRADE_TOKEN = "wvd-agent-link/1"
 PATH_PREFIX = "/hostagent/relay/"
 ACTIVITY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A DNS name (an internationalised one in its xn-- form) or an IP address, as the Host header carries it.
+_HOST = re.compile(r"[0-9A-Za-z._:%-]+")
 
 
 class LinkError(ValueError):
@@ -71,6 +73,9 @@ def split_url(url: str) -> tuple[bool, str, int, str]:
         raise LinkError(f"malformed relay URL {url[:100]!r}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise LinkError(f"the relay URL must be https://host[:port]/…, not {url[:100]!r}")
+    if not _HOST.fullmatch(parts.hostname):
+        raise LinkError(f"the relay URL's host must be a DNS name in ASCII or an IP address, "
+                        f"not {parts.hostname[:100]!r}")
     if activity_from_path(parts.path) is None:
         raise LinkError(f"the relay URL's path must be {PATH_PREFIX}<activity id>/")
     tls = parts.scheme == "https"

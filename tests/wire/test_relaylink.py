@@ -76,3 +76,13 @@ def test_control_messages_round_trip_as_json_lines():
 def test_malformed_control_messages_are_refused(line, message):
     with pytest.raises(relaylink.LinkError, match=message):
         relaylink.decode(line, ("hello", "challenge", "fail"))
+
+
+@pytest.mark.parametrize("host", ["gw.exampl\u00a1", "b\u00fccher.example", "gw example", "gw\x00.example"])
+def test_a_relay_url_whose_host_cannot_go_in_a_host_header_is_refused(host):
+    # Found by tests/fuzz/fuzz_relaylink.py: split_url took the host, then upgrade_request failed to
+    # encode it (UnicodeEncodeError, not a LinkError) once the agent had dialled.
+    with pytest.raises(relaylink.LinkError, match="host must be"):
+        relaylink.split_url(f"https://{host}:8443/hostagent/relay/{ACTIVITY}/")
+    assert relaylink.split_url(f"https://xn--bcher-kva.example/hostagent/relay/{ACTIVITY}/")[1] == \
+        "xn--bcher-kva.example"
