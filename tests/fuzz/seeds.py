@@ -128,6 +128,8 @@ REGRESSIONS: dict[str, dict[str, bytes]] = {
     "relaylink": {
         # split_url took a host upgrade_request could not encode (tests/wire/test_relaylink.py).
         "url-non-ascii-host": b"https://gw.exampl\xa1:8443/hostagent/relay/5f0c3a0e-8d1b-4c4e-9a63-0d6a1c2b9e71/",
+        # str.isdigit() took a latin-1 superscript, then int() raised ValueError.
+        "response-superscript-status": b"HTTP/1.1 40\xb3 Forbidden\r\nContent-Length: 1\xb2\r\n\r\n",
     },
 }
 
