@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from broker.choices import ConnectionState, HostPoolType, LoadBalancer, SessionHostStatus, UserSessionState
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
+from core.api.filters import DateTimeFromToRangeFilter
 
 
 class HostPoolFilterSet(django_filters.FilterSet):
@@ -30,7 +31,7 @@ class HostPoolFilterSet(django_filters.FilterSet):
 class SessionHostFilterSet(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="iexact")
     status = django_filters.MultipleChoiceFilter(choices=SessionHostStatus.choices)
-    last_heartbeat_at = django_filters.IsoDateTimeFromToRangeFilter()
+    last_heartbeat_at = DateTimeFromToRangeFilter()
 
     class Meta:
         model = SessionHost
@@ -55,7 +56,7 @@ class ConnectionFilterSet(django_filters.FilterSet):
     activity_id = django_filters.UUIDFilter()
     error_code = django_filters.CharFilter()
     state = django_filters.MultipleChoiceFilter(choices=ConnectionState.choices)
-    created_at = django_filters.IsoDateTimeFromToRangeFilter(
+    created_at = DateTimeFromToRangeFilter(
         label="Created between (created_at_after, created_at_before; ISO 8601)"
     )
 
@@ -68,7 +69,7 @@ class ConnectionFilterSet(django_filters.FilterSet):
 
 
 class GatewayInstanceFilterSet(django_filters.FilterSet):
-    last_seen_at = django_filters.IsoDateTimeFromToRangeFilter()
+    last_seen_at = DateTimeFromToRangeFilter()
 
     class Meta:
         model = GatewayInstance

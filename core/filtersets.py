@@ -6,6 +6,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core.api.filters import DateTimeFromToRangeFilter
 from core.choices import CertificatePurpose
 from core.models import ApiToken, Certificate
 
@@ -24,7 +25,7 @@ class CertificateFilterSet(django_filters.FilterSet):
     serial_number = django_filters.CharFilter(lookup_expr="iexact")
     fingerprint_sha256 = django_filters.CharFilter(lookup_expr="iexact")
     revoked = django_filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
-    not_after = django_filters.IsoDateTimeFromToRangeFilter(label="Expires between (not_after_after, not_after_before)")
+    not_after = DateTimeFromToRangeFilter(label="Expires between (not_after_after, not_after_before)")
 
     class Meta:
         model = Certificate

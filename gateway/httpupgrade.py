@@ -266,7 +266,8 @@ class ChunkedDecoder:
             elif state == self._SIZE:
                 eol = data.find(b"\r\n", pos, pos + _MAX_CHUNK_SIZE_LINE + 2)
                 if eol < 0:
-                    if end - pos > _MAX_CHUNK_SIZE_LINE:
+                    # A line of the longest size may have arrived up to its CR, its LF still to come.
+                    if end - pos > _MAX_CHUNK_SIZE_LINE + 1:
                         raise HttpError(400, "chunk size line too long")
                     self._pending = bytes(data[pos:])
                     break

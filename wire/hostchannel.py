@@ -190,7 +190,8 @@ def _text(max_length: int, *, min_length: int = 0, pattern: re.Pattern[str] | No
             raise ProtocolError(f"{path} must be a string")
         if not min_length <= len(value) <= max_length:
             raise ProtocolError(f"{path} must be {min_length}-{max_length} characters long")
-        if pattern is not None and not pattern.match(value):
+        # fullmatch: a pattern's ``$`` also matches before a final newline, which no field may end with.
+        if pattern is not None and not pattern.fullmatch(value):
             raise ProtocolError(f"{path} has characters that are not allowed")
         return value
 
@@ -393,7 +394,24 @@ def _decode(frame: str | bytes, table: dict[str, dict[str, Validator]], sender: 
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r} from the {sender}")
     clean = _record(table[kind])(value, kind)
     clean["type"] = kind
+    _serialise(clean)  # what we pass on could be sent again, as it is
     return clean
+
+
+def _serialise(message: dict[str, Any]) -> str:
+    """The frame for a validated message, for frames read and written alike.
+
+    JSON's ``\\ud800`` escapes can spell a lone surrogate, which is not text: no peer can encode it and no
+    database stores it. A message holding one is refused, as is one larger than a frame once written our way.
+    """
+    frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    try:
+        size = len(frame.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ProtocolError("a string holds a lone surrogate (U+D800-U+DFFF), which is not text") from None
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError(f"message larger than {MAX_FRAME_BYTES} bytes", CLOSE_TOO_BIG)
+    return frame
 
 
 def decode_agent_message(frame: str | bytes) -> AgentMessage:
@@ -414,10 +432,7 @@ def encode(message: Message) -> str:
         raise ProtocolError(f"unknown message type {kind!r}")
     clean = _record(table[kind])(message, str(kind))
     clean["type"] = kind
-    frame = json.dumps(clean, separators=(",", ":"), ensure_ascii=False)
-    if len(frame.encode("utf-8")) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"message larger than {MAX_FRAME_BYTES} bytes", CLOSE_TOO_BIG)
-    return frame
+    return _serialise(clean)
 
 
 def validate_command_args(command: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,10 @@ FAIL_REASONS = ("rdp_unreachable", "refused")
 UPGRADE_TOKEN = "wvd-agent-link/1"
 PATH_PREFIX = "/hostagent/relay/"
 ACTIVITY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A DNS name (an internationalised one in its xn-- form) or an IP address, as the Host header carries it.
+_HOST = re.compile(r"[0-9A-Za-z._:%-]+")
+_STATUS = re.compile(r"[0-9]{3}")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²"
 
 
 class LinkError(ValueError):
@@ -71,6 +75,9 @@ def split_url(url: str) -> tuple[bool, str, int, str]:
         raise LinkError(f"malformed relay URL {url[:100]!r}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise LinkError(f"the relay URL must be https://host[:port]/…, not {url[:100]!r}")
+    if not _HOST.fullmatch(parts.hostname):
+        raise LinkError(f"the relay URL's host must be a DNS name in ASCII or an IP address, "
+                        f"not {parts.hostname[:100]!r}")
     if activity_from_path(parts.path) is None:
         raise LinkError(f"the relay URL's path must be {PATH_PREFIX}<activity id>/")
     tls = parts.scheme == "https"
@@ -88,17 +95,17 @@ def switching_protocols() -> bytes:
 
 
 def parse_response_head(head: bytes) -> tuple[int, int]:
-    """A response head ending in a blank line → (status, Content-Length or 0)."""
+    """A response head ending in a blank line → (status, Content-Length, or 0 without a readable one)."""
     if len(head) > MAX_RESPONSE_HEAD or not head.endswith(b"\r\n\r\n"):
         raise LinkError("malformed HTTP response from the gateway")
     lines = head[:-4].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[0] != "HTTP/1.1" or not parts[1].isdigit() or len(parts[1]) != 3:
+    if len(parts) < 2 or parts[0] != "HTTP/1.1" or not _STATUS.fullmatch(parts[1]):
         raise LinkError(f"not an HTTP/1.1 response: {lines[0][:80]!r}")
     length = 0
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdigit():
+        if name.strip().lower() == "content-length" and _CONTENT_LENGTH.fullmatch(value.strip()):
             length = int(value.strip())
     return int(parts[1]), length
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from datetime import timezone as dt_timezone
+from urllib.parse import quote
 
 import pytest
 from django.utils import timezone
@@ -94,6 +96,35 @@ def test_connections_filter_by_creation_time(admin_api, connections):
     assert recent == {connections["member"].pk, connections["failed"].pk}
     assert _ids(admin_api, f"created_at_before={half_an_hour_ago}") == {connections["old"].pk}
     assert admin_api.get("/api/v1/connections/?created_at_after=yesterday").status_code == 400
+
+
+def test_a_time_filter_compares_a_time_in_any_offset_as_the_same_instant(admin_api, connections):
+    # PostgreSQL refuses offsets beyond ±15:59, which Python reads: the filter turns the time into UTC first.
+    far_west = dt_timezone(timedelta(hours=-22, minutes=-38))
+    half_an_hour_ago = (timezone.now() - timedelta(minutes=30)).astimezone(far_west)
+    assert half_an_hour_ago.isoformat().endswith("-22:38")
+    recent = _ids(admin_api, "created_at_after=" + quote(half_an_hour_ago.isoformat()))
+    assert recent == {connections["member"].pk, connections["failed"].pk}
+
+
+TIME_FILTERS = ["connections/?created_at_after", "connections/?created_at_before",
+                "sessionhosts/?last_heartbeat_at_after", "gatewayinstances/?last_seen_at_before",
+                "certificates/?not_after_after"]
+
+
+@pytest.mark.parametrize("time_filter", TIME_FILTERS)
+def test_every_time_filter_takes_the_offsets_python_reads(admin_api, time_filter):
+    # Found by tests/api/test_schemathesis.py on PostgreSQL: "time zone displacement out of range" was a 500.
+    assert admin_api.get(f"/api/v1/{time_filter}=" + quote("2026-01-01T00:00:00+23:59")).status_code == 200
+
+
+@pytest.mark.parametrize("time_filter", TIME_FILTERS)
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_with_no_utc_form_is_a_400(admin_api, time_filter, value):
+    # Found by tests/api/test_schemathesis.py on SQLite: turning these into UTC overflowed, a 500.
+    response = admin_api.get(f"/api/v1/{time_filter}=" + quote(value))
+    assert response.status_code == 400
+    assert "between the years 1 and 9999 in UTC" in str(response.json())
 
 
 def test_connections_are_newest_first_and_searchable(admin_api, connections):

@@ -243,6 +243,28 @@ def test_chunks_decode_the_same_fed_byte_by_byte():
     assert out == v.TUNNEL_CREATE + v.DATA_ABC
 
 
+def test_the_longest_size_line_decodes_however_it_is_split():
+    # Found by tests/fuzz/fuzz_gateway_http.py: a 64-character size line (extensions included) fed up to
+    # its CR was refused as too long, while the same bytes fed at once decoded.
+    stream = b"3;" + b"x" * 62 + b"\r\nabc\r\n"
+    assert ChunkedDecoder().feed(stream) == [b"abc"]
+    decoder = ChunkedDecoder()
+    assert b"".join(b"".join(decoder.feed(stream[i:i + 1])) for i in range(len(stream))) == b"abc"
+    for split in (65, 66):
+        decoder = ChunkedDecoder()
+        assert decoder.feed(stream[:split]) == [] and decoder.feed(stream[split:]) == [b"abc"]
+
+
+def test_a_size_line_one_longer_is_refused_however_it_is_split():
+    stream = b"3;" + b"x" * 63 + b"\r\nabc\r\n"
+    with pytest.raises(HttpError, match="size line too long"):
+        ChunkedDecoder().feed(stream)
+    decoder = ChunkedDecoder()
+    with pytest.raises(HttpError, match="size line too long"):
+        for i in range(len(stream)):
+            decoder.feed(stream[i:i + 1])
+
+
 def test_chunk_extensions_are_ignored_and_the_last_chunk_finishes_the_body():
     decoder = ChunkedDecoder()
     assert decoder.feed(b"3;name=value\r\nabc\r\n0\r\n") == [b"abc"]

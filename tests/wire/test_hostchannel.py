@@ -193,3 +193,43 @@ def test_a_connect_order_names_a_connection_a_relay_url_and_a_ticket():
     with pytest.raises(hostchannel.ProtocolError):  # the web server's WebSocket is not where agents relay
         hostchannel.validate_command_args(
             "connect", {**args, "relay_url": "wss://gw-1.example.net/ws/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/"})
+
+
+@pytest.mark.parametrize("message, decode", [
+    (dict(SERVER_MESSAGES["certificate"], id=COMMAND_ID + "\n"), hostchannel.decode_server_message),
+    (dict(SERVER_MESSAGES["command"], command="logoff\n"), hostchannel.decode_server_message),
+    (dict(SERVER_MESSAGES["welcome"], name="host-a.example.net\n"), hostchannel.decode_server_message),
+    (dict(AGENT_MESSAGES["result"], id=COMMAND_ID + "\n"), hostchannel.decode_agent_message),
+    (dict(AGENT_MESSAGES["heartbeat"], sessions=[{"session_id": 1, "username": "member\n", "state": "active"}]),
+     hostchannel.decode_agent_message),
+])
+def test_a_patterned_field_may_not_end_in_a_newline(message, decode):
+    # Found by tests/fuzz/fuzz_hostchannel.py: a regex ``$`` matches before a final "\n" too.
+    with pytest.raises(hostchannel.ProtocolError, match="characters that are not allowed"):
+        decode(json.dumps(message))
+
+
+def test_a_connect_order_whose_relay_url_ends_in_a_newline_is_refused():
+    url = "https://gw-1.example.net/hostagent/relay/3a183cce-c2c3-433f-aed1-6afd4dbe50c7/\n"
+    with pytest.raises(hostchannel.ProtocolError, match="relay_url has characters"):
+        hostchannel.validate_command_args("connect", {"activity_id": "3a183cce-c2c3-433f-aed1-6afd4dbe50c7",
+                                                      "relay_url": url, "host_ticket": "wht1.payload.signature"})
+
+
+@pytest.mark.parametrize("message, decode", [
+    (dict(AGENT_MESSAGES["heartbeat"], sessions=[{"session_id": 1, "username": "\ud800", "state": "active"}]),
+     hostchannel.decode_agent_message),
+    (dict(AGENT_MESSAGES["result"], data={"output": ["ok", "\udc00"]}), hostchannel.decode_agent_message),
+    (dict(SERVER_MESSAGES["certificate_refused"], message="no \udfff"), hostchannel.decode_server_message),
+])
+def test_a_lone_surrogate_is_not_text_and_is_refused(message, decode):
+    # Found by tests/fuzz/fuzz_hostchannel.py: JSON's "\ud800" escape decoded to a string that could be
+    # neither encoded again nor stored (UnicodeEncodeError).
+    frame = json.dumps(message)  # ASCII, with the surrogate as a \udXXX escape
+    with pytest.raises(hostchannel.ProtocolError, match="lone surrogate"):
+        decode(frame)
+
+
+def test_it_will_not_encode_a_lone_surrogate():
+    with pytest.raises(hostchannel.ProtocolError, match="lone surrogate"):
+        hostchannel.encode(hostchannel.shutdown("stopping \ud800"))

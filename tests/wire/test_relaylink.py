@@ -76,3 +76,27 @@ def test_control_messages_round_trip_as_json_lines():
 def test_malformed_control_messages_are_refused(line, message):
     with pytest.raises(relaylink.LinkError, match=message):
         relaylink.decode(line, ("hello", "challenge", "fail"))
+
+
+@pytest.mark.parametrize("host", ["gw.exampl\u00a1", "b\u00fccher.example", "gw example", "gw\x00.example"])
+def test_a_relay_url_whose_host_cannot_go_in_a_host_header_is_refused(host):
+    # Found by tests/fuzz/fuzz_relaylink.py: split_url took the host, then upgrade_request failed to
+    # encode it (UnicodeEncodeError, not a LinkError) once the agent had dialled.
+    with pytest.raises(relaylink.LinkError, match="host must be"):
+        relaylink.split_url(f"https://{host}:8443/hostagent/relay/{ACTIVITY}/")
+    assert relaylink.split_url(f"https://xn--bcher-kva.example/hostagent/relay/{ACTIVITY}/")[1] == \
+        "xn--bcher-kva.example"
+
+
+# The head is read as latin-1, whose superscripts ²³¹ are digits to str.isdigit() but not to int().
+@pytest.mark.parametrize("status", ["40\u00b3", "\u00b9\u00b2\u00b3"])
+def test_a_status_in_other_digits_than_ascii_is_refused(status):
+    # Found by tests/fuzz/fuzz_relaylink.py: str.isdigit() took "40³", then int() raised ValueError.
+    with pytest.raises(relaylink.LinkError, match="not an HTTP/1.1 response"):
+        relaylink.parse_response_head(f"HTTP/1.1 {status} Forbidden\r\n\r\n".encode("latin-1"))
+
+
+@pytest.mark.parametrize("value", ["1\u00b2", "9" * 5000, "-1", "12 34"])
+def test_a_content_length_that_is_not_a_plain_number_reads_as_none(value):
+    head = f"HTTP/1.1 403 Forbidden\r\nContent-Length: {value}\r\n\r\n".encode("latin-1")
+    assert relaylink.parse_response_head(head) == (403, 0)
