@@ -101,6 +101,17 @@ class Estate:
         assert status == 200, body
         return body["results"][0]
 
+    def connection_count(self) -> int:
+        status, body = self.api("GET", "/api/v1/connections/?limit=1")
+        assert status == 200, body
+        return body["count"]
+
+    def assert_refused_unrecorded(self, recorded_before: int) -> None:
+        """A ticket that is not ours proves no user: it writes no Connection record, it is counted and
+        logged (gateway/preauth.py) instead."""
+        assert self.connection_count() == recorded_before
+        assert "requests refused: not one of our tickets" in self.plane.logs()["serve"]
+
 
 def sign_in(plane: ControlPlane, username: str, password: str) -> str:
     status, body = call(plane.base_url, "POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)

@@ -75,17 +75,17 @@ def test_a_stock_client_reaches_xrdp_over_the_legacy_http_transport(estate: Esta
     assert_a_complete_connection(estate)
 
 
-def test_a_tampered_ticket_is_refused_over_the_legacy_transport(estate: Estate, tmp_path):
+def test_a_tampered_ticket_is_refused_over_the_legacy_transport_and_not_recorded(estate: Estate, tmp_path):
     rdp = tmp_path / "legacy-tampered.rdp"
     rdp.write_bytes(rdpfile.encode(tampered(estate.download_rdp(rdp))))
+    recorded = estate.connection_count()
 
     code, output = run_xfreerdp([str(rdp), LEGACY, f"/u:{estate.xrdp.user}", f"/p:{estate.xrdp.password}",
                                  "/cert:ignore"], timeout=25)
 
     assert code != EXIT_LOGOFF_BY_USER
     assert "E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED" in output, output
-    connection = settled_connection(estate)
-    assert connection["state"] == "failed" and connection["error_code"] == "ConnectionFailedTicketInvalid"
+    estate.assert_refused_unrecorded(recorded)
 
 
 # --- the connector over the raw WebSocket transport ----------------------------------------------
