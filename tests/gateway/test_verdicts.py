@@ -195,7 +195,10 @@ async def refused_close(bed: Bed, during) -> tuple[int, str]:
     """Connect over the raw WebSocket transport, let ``during`` run once the host is reserved, and return
     the close code and reason the client is answered with."""
     async with ws_connect(wst_url(bed), additional_headers={"Authorization": f"Bearer {bed.ticket()}"}) as ws:
-        await bed.connection_when(lambda connection: connection.state == ConnectionState.CONNECTING)
+        # Once the connect order is out the broker's set-up is over: nothing else writes the record until
+        # ``during`` does (on the test's in-memory SQLite two writers at once fail with "table is locked").
+        await bed.connection_when(lambda connection: connection.state == ConnectionState.CONNECTING
+                                  and connection.host_notified_at is not None)
         await during()
         with pytest.raises(ConnectionClosedError):
             async with asyncio.timeout(RECEIVE_TIMEOUT):
