@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from broker.models import SessionHost
 from core import ca
@@ -115,3 +116,62 @@ def abandon_renewal(host_id: int, new_certificate_id: int, previous_certificate_
             )
         if new is not None:
             ca.revoke(new, "The agent could not store it.")
+
+
+# --- the host's RDP certificate (what clients check on the nested TLS of step 11) ---------------------
+
+
+def rdp_certificate_names(host: SessionHost) -> list[str]:
+    """The names a host's RDP certificate carries: what clients check it against. With a gateway the
+    client checks the ``full address`` of its .rdp file, the pool's name; connecting directly, the
+    host's own name. A pool name that cannot be a certificate name (an underscore) is left out."""
+    names = [host.name]
+    pool_name = host.host_pool.name
+    if ca.is_certificate_name(pool_name) and pool_name.lower() != host.name.lower():
+        names.append(pool_name)
+    elif pool_name.lower() != host.name.lower():
+        log.warning("host %s: its pool's name %r cannot be a certificate name; clients connecting through the "
+                    "gateway will not accept the host's RDP certificate", host.name, pool_name)
+    return names
+
+
+def issue_rdp_certificate(host_id: int, csr_pem: str) -> tuple[str, str]:
+    """Issue a host-rdp certificate for the key in the agent's CSR (common name: the host's name; the
+    names from ``rdp_certificate_names``). Returns (certificate PEM, CA PEM); raises RenewalRefused."""
+    host = SessionHost.objects.filter(pk=host_id).select_related("host_pool", "rdp_certificate").first()
+    if host is None:
+        raise RenewalRefused("The session host no longer exists.")
+    try:
+        record = ca.issue_from_csr(csr_pem.encode(), CertificatePurpose.HOST_RDP, common_name=host.name,
+                                   dns_names=rdp_certificate_names(host), renews=host.rdp_certificate)
+    except ca.CAError as exc:
+        raise RenewalRefused(str(exc)) from None
+    log.info("issued host-rdp certificate %s for host %s (valid until %s)", record.serial_number, host.name,
+             record.not_after.isoformat())
+    return record.pem, ca.ca_certificate_pem().decode()
+
+
+def record_rdp_certificate(host_id: int, presented_sha256: str, detail: str) -> Certificate | None:
+    """What the host's RDP listener presents, as its agent saw it: the fingerprint (empty when the agent
+    could not tell) and a sentence. Returns the certificate when it is one our CA issued to this host, for
+    the host-rdp purpose, valid and not revoked; the ones it renewed are revoked then."""
+    host = SessionHost.objects.filter(pk=host_id).only("pk", "name").first()
+    if host is None:
+        return None
+    now = timezone.now()
+    record = None
+    if presented_sha256:
+        record = Certificate.objects.filter(
+            fingerprint_sha256=presented_sha256, purpose=CertificatePurpose.HOST_RDP, common_name__iexact=host.name,
+            revoked_at__isnull=True, not_before__lte=now, not_after__gt=now,
+        ).first()
+        if record is None:
+            detail = f"The RDP listener presents a certificate this CA did not issue to this host. {detail}"
+    SessionHost.objects.filter(pk=host_id).update(
+        rdp_certificate=record, rdp_certificate_sha256=presented_sha256, rdp_certificate_detail=detail.strip()[:300],
+        rdp_certificate_checked_at=now,
+    )
+    if record is not None:
+        for previous in Certificate.objects.filter(renewed_by=record, revoked_at__isnull=True):
+            ca.revoke(previous, "Superseded by renewal.")
+    return record

@@ -10,8 +10,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
-from django.db.models import F
-from django.db.models.functions import Lower
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from broker import verdicts
@@ -167,6 +167,23 @@ class SessionHost(models.Model):
         related_name="+",
         help_text="The agent's current host-agent certificate.",
     )
+    # What the host's RDP listener presents to clients (the nested TLS of step 11), as its agent last
+    # reported it: broker/hostcertificates.py record_rdp_certificate is the one writer.
+    rdp_certificate = models.ForeignKey(
+        "wvdportal.Certificate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="The host-rdp certificate from our CA that the host's RDP listener presents (verified).",
+    )
+    rdp_certificate_sha256 = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="SHA-256 fingerprint of the certificate the RDP listener presents, as the agent last saw it.",
+    )
+    rdp_certificate_detail = models.CharField(max_length=300, blank=True, editable=False)
+    rdp_certificate_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # An admin's decision that the next registration of this name may take the host over from the agent
     # that holds it (a replaced machine); who and when, until that registration clears it.
     marked_for_replacement_at = models.DateTimeField(
@@ -444,8 +461,12 @@ class ConnectionQuerySet(models.QuerySet):
         return self.filter(host_notified_at__isnull=True).update(host_notified_at=timezone.now())
 
     def host_connected(self) -> int:
-        """The host's agent dialled in (once)."""
-        return self.filter(host_connected_at__isnull=True).update(host_connected_at=timezone.now())
+        """The host's agent dialled in (once); the connection keeps the fingerprint of the RDP certificate
+        its host presents at that moment (what the client's nested TLS will check)."""
+        presented = SessionHost.objects.filter(pk=OuterRef("session_host_id")).values("rdp_certificate_sha256")[:1]
+        return self.filter(host_connected_at__isnull=True).update(
+            host_connected_at=timezone.now(), host_rdp_certificate_sha256=Coalesce(Subquery(presented), Value("")),
+        )
 
     def relay_started(self) -> int:
         """The client was told its channel is open (-> CONNECTED). Not for a connection that has ended:
@@ -548,6 +569,10 @@ class Connection(models.Model):
     host_connected_at = models.DateTimeField(null=True, blank=True)
     relay_started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    host_rdp_certificate_sha256 = models.CharField(
+        max_length=64, blank=True,
+        help_text="SHA-256 fingerprint of the RDP certificate the session host presented when it connected.",
+    )
     bytes_client_to_host = models.BigIntegerField(default=0)
     bytes_host_to_client = models.BigIntegerField(default=0)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)

@@ -123,6 +123,15 @@ def serial_hex(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "032x")
 
 
+def is_certificate_name(name: str) -> bool:
+    """Whether ``name`` can be a subjectAltName of a certificate we issue: a DNS name or an IP address."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(name))
+    return True
+
+
 def _common_name_of(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else cert.subject.rfc4514_string()

@@ -34,6 +34,9 @@ AUTH_TIMEOUT = 15.0
 MAX_PENDING_COMMANDS = 64
 # A command the agent never answers is forgotten after this; its requester timed out long before.
 PENDING_COMMAND_LIFETIME = 600.0
+# An agent asks for its RDP certificate when it has none and again two thirds into its life; anything
+# beyond this many in an hour on one channel is refused (each costs a signature and a database row).
+RDP_CERTIFICATES_PER_HOUR = 12
 # channels_redis drops group members after a day (group_expiry): re-join well before that.
 GROUP_REFRESH_SECONDS = 3600.0
 
@@ -77,6 +80,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.pending: dict[str, PendingCommand] = {}
         self.last_sessions: Any = None
         self.group_joined_at = 0.0
+        self.rdp_certificates_issued: list[float] = []
         await self.accept()
         await self.send_message(hostchannel.challenge(self.nonce))
         self.auth_timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT, self._auth_timed_out)
@@ -144,6 +148,12 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             await self.on_result(message)
         elif kind == "csr":
             await self.on_certificate_request(message)
+        elif kind == "rdp_csr":
+            await self.on_rdp_certificate_request(message)
+        elif kind == "rdp_certificate":
+            await database_sync_to_async(hostcertificates.record_rdp_certificate)(
+                self.host_id, message["presented_sha256"], message["detail"]
+            )
         elif kind == "shutdown":
             self.shut_down = True
             self.close_reason = message["reason"]
@@ -220,6 +230,26 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             await self.answer(request["id"], "failed", f"The CSR was refused: {exc}")
             return
         pending.new_certificate_id, pending.previous_certificate_id = new_id, previous_id
+        await self.send_message(hostchannel.issued_certificate(request["id"], cert_pem, ca_pem))
+
+    async def on_rdp_certificate_request(self, request: hostchannel.RdpCertificateRequest) -> None:
+        now = time.monotonic()
+        self.rdp_certificates_issued = [at for at in self.rdp_certificates_issued if now - at < 3600]
+        if len(self.rdp_certificates_issued) >= RDP_CERTIFICATES_PER_HOUR:
+            log.warning("host %s: RDP certificate request refused: %d issued in the last hour", self.host_id,
+                        len(self.rdp_certificates_issued))
+            await self.send_message(hostchannel.certificate_refused(
+                request["id"], f"More than {RDP_CERTIFICATES_PER_HOUR} RDP certificates in an hour; try later."))
+            return
+        try:
+            cert_pem, ca_pem = await database_sync_to_async(hostcertificates.issue_rdp_certificate)(
+                self.host_id, request["csr"]
+            )
+        except hostcertificates.RenewalRefused as exc:
+            log.warning("host %s: RDP certificate request refused: %s", self.host_id, exc)
+            await self.send_message(hostchannel.certificate_refused(request["id"], str(exc)))
+            return
+        self.rdp_certificates_issued.append(now)
         await self.send_message(hostchannel.issued_certificate(request["id"], cert_pem, ca_pem))
 
     async def answer(self, command_id: str, status: str, message: str = "", data: dict | None = None) -> None:

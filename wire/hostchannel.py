@@ -14,6 +14,10 @@ The conversation:
   server → agent  command {id, command, args}   agent → server result {id, status, message, data}
   renew-certificate: agent → server csr {id, csr}; server → agent certificate {id, certificate, ...}
                      (or certificate_refused {id, message})
+  the host's RDP certificate (agent-initiated, when the agent manages it: ``run --rdp-cert``):
+                     agent → server rdp_csr {id, csr}; server → agent certificate {id, ...}
+                     (or certificate_refused {id, message}); after installing it, and whenever it
+                     looks again: agent → server rdp_certificate {presented_sha256, detail}
   agent  → server shutdown {reason}  before it stops on purpose
 """
 from __future__ import annotations
@@ -162,6 +166,18 @@ class CertificateRefused(TypedDict):
     message: str
 
 
+class RdpCertificateRequest(TypedDict):
+    type: Literal["rdp_csr"]
+    id: str  # chosen by the agent; the answer carries it
+    csr: str  # PEM, common name = the host's name
+
+
+class RdpCertificateReport(TypedDict):
+    type: Literal["rdp_certificate"]
+    presented_sha256: str  # what the local RDP listener presented, lower-case hex; "" if it could not tell
+    detail: str
+
+
 class Shutdown(TypedDict):
     type: Literal["shutdown"]
     reason: str
@@ -174,7 +190,8 @@ class Error(TypedDict):
 
 
 ServerMessage = Union[Challenge, Welcome, HeartbeatAck, Command, IssuedCertificate, CertificateRefused, Error]
-AgentMessage = Union[Hello, Heartbeat, Result, CertificateRequest, Shutdown]
+AgentMessage = Union[Hello, Heartbeat, Result, CertificateRequest, RdpCertificateRequest, RdpCertificateReport,
+                     Shutdown]
 Message = Union[ServerMessage, AgentMessage]
 
 
@@ -310,6 +327,7 @@ def _sessions(value: Any, path: str) -> list[dict[str, Any]] | str:
 
 
 _u32 = _integer(0, 2**32 - 1)
+SHA256_OR_NOTHING = re.compile(r"^(?:[0-9a-f]{64})?$")
 _command_id = _text(64, min_length=8, pattern=COMMAND_ID)
 _agent_version = _text(50, min_length=1)
 _session_report = _record(
@@ -343,6 +361,8 @@ AGENT_MESSAGES: dict[str, dict[str, Validator]] = {
     "result": {"id": _command_id, "status": _choice(*RESULT_STATUSES), "message": _text(500),
                "data": _json_object(32)},
     "csr": {"id": _command_id, "csr": _pem("CERTIFICATE REQUEST")},
+    "rdp_csr": {"id": _command_id, "csr": _pem("CERTIFICATE REQUEST")},
+    "rdp_certificate": {"presented_sha256": _text(64, pattern=SHA256_OR_NOTHING), "detail": _text(300)},
     "shutdown": {"reason": _text(200)},
 }
 
@@ -490,6 +510,14 @@ def issued_certificate(command_id: str, certificate_pem: str, ca_certificate_pem
 
 def certificate_refused(command_id: str, message: str) -> CertificateRefused:
     return {"type": "certificate_refused", "id": command_id, "message": message[:500]}
+
+
+def rdp_certificate_request(request_id: str, csr_pem: str) -> RdpCertificateRequest:
+    return {"type": "rdp_csr", "id": request_id, "csr": csr_pem}
+
+
+def rdp_certificate_report(presented_sha256: str, detail: str) -> RdpCertificateReport:
+    return {"type": "rdp_certificate", "presented_sha256": presented_sha256, "detail": detail[:300]}
 
 
 def shutdown(reason: str) -> Shutdown:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hostagent.agent import AGENT_VERSION
 from hostagent.agent.channel import HostAgent, RunOptions
+from hostagent.agent.rdpcert import RdpCertificateOptions
 from hostagent.agent.registration import RegistrationFailed, register
 from hostagent.agent.state import default_state_dir
 
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--disk-min-free-percent", type=_percent, default=10.0,
                      help="warn (Needs assistance) below this much free space (default 10)")
     run.add_argument("--ca-file", type=Path, help="CA to trust for wss:// (default: the one stored at registration)")
+    run.add_argument("--rdp-cert", type=Path, help="keep the RDP server's certificate (PEM chain) from the "
+                     "control plane's CA in this file; the RDP server's configuration points at it")
+    run.add_argument("--rdp-key", type=Path, help="the RDP certificate's private key file (written mode 0600)")
+    run.add_argument("--rdp-reload", metavar="CMD",
+                     help="shell command run after each new RDP certificate is installed (e.g. to reload the server)")
     run.add_argument("--backoff-max", type=_positive, default=60.0, help="longest wait between reconnects (s)")
     return parser
 
@@ -78,9 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("registered as %s (host %s) in pool %s; credentials in %s", state.name, state.session_host_id,
                  state.host_pool, state.directory)
         return 0
+    if (args.rdp_cert is None) != (args.rdp_key is None) or (args.rdp_reload and args.rdp_cert is None):
+        log.error("--rdp-cert and --rdp-key go together (and --rdp-reload needs them)")
+        return 2
+    rdp_certificate = (RdpCertificateOptions(args.rdp_cert, args.rdp_key, args.rdp_reload)
+                       if args.rdp_cert is not None else None)
     options = RunOptions(rdp_target=args.rdp_target, heartbeat_interval=args.heartbeat_interval,
                          disk_path=args.disk_path, disk_min_free_percent=args.disk_min_free_percent,
-                         ca_file=args.ca_file, backoff_max=args.backoff_max)
+                         ca_file=args.ca_file, backoff_max=args.backoff_max,
+                         rdp_certificate=rdp_certificate)
     return asyncio.run(HostAgent(args.state_dir, options).run())
 
 

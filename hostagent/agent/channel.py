@@ -25,6 +25,7 @@ from hostagent.agent import AGENT_VERSION
 from hostagent.agent import state as agent_state
 from hostagent.agent.commands import CertificateExchangeFailed, CommandContext, CommandRegistry, default_registry
 from hostagent.agent.health import HealthSettings, run_checks
+from hostagent.agent.rdpcert import RETRY_SECONDS, RdpCertificateKeeper, RdpCertificateOptions
 from hostagent.agent.sessions import SessionProvider, detect_provider
 from wire import hostchannel, proof
 
@@ -53,6 +54,8 @@ class RunOptions:
     disk_path: Path = Path("/")
     disk_min_free_percent: float = 10.0
     ca_file: Path | None = None  # trust this CA for wss:// instead of the one stored at registration
+    # Keep the local RDP server's certificate from our CA in these files (hostagent/agent/rdpcert.py).
+    rdp_certificate: RdpCertificateOptions | None = None
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
 
@@ -82,6 +85,7 @@ class _Connection:
     server_error: str = ""
     csr_waiters: dict[str, asyncio.Future] = field(default_factory=dict)
     commands: set[asyncio.Task] = field(default_factory=set)
+    background: set[asyncio.Task] = field(default_factory=set)  # ends with the channel, never ends it
 
 
 class HostAgent:
@@ -95,6 +99,8 @@ class HostAgent:
                                      disk_path=self.options.disk_path,
                                      disk_min_free_percent=self.options.disk_min_free_percent)
         self.state: agent_state.AgentState | None = None
+        self.rdp_keeper = (RdpCertificateKeeper(self.options.rdp_certificate, self.options.rdp_target)
+                           if self.options.rdp_certificate else None)
         self._stopping = asyncio.Event()
         self._stop_reason = ""
         self._last_state = ""
@@ -188,16 +194,19 @@ class HostAgent:
                 asyncio.ensure_future(self._heartbeats(connection, interval)),
                 asyncio.ensure_future(self._receive(connection, state)),
             }
+            if self.rdp_keeper is not None:
+                connection.background.add(asyncio.ensure_future(self._keep_rdp_certificate(connection)))
             stop = asyncio.ensure_future(self._stopping.wait())
             try:
                 done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (*tasks, stop, *connection.commands):
+                for task in (*tasks, stop, *connection.commands, *connection.background):
                     task.cancel()
                 for waiter in connection.csr_waiters.values():
                     if not waiter.done():
                         waiter.set_exception(CertificateExchangeFailed("The channel closed."))
-                await asyncio.gather(*tasks, stop, *connection.commands, return_exceptions=True)
+                await asyncio.gather(*tasks, stop, *connection.commands, *connection.background,
+                                     return_exceptions=True)
             if stop in done:
                 await self._say_goodbye(ws)
                 return
@@ -306,20 +315,47 @@ class HostAgent:
         else:
             raise hostchannel.ProtocolError(f"the server sent an unexpected {kind}")
 
+    async def _exchange_csr(self, connection: _Connection, request: hostchannel.AgentMessage, request_id: str,
+                            timeout: float) -> tuple[str, str]:
+        """Send a CSR message and wait for the certificate (or the refusal) that names its id."""
+        waiter = asyncio.get_running_loop().create_future()
+        connection.csr_waiters[request_id] = waiter
+        try:
+            await connection.ws.send(hostchannel.encode(request))
+            return await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            raise CertificateExchangeFailed(f"No certificate arrived within {timeout:g} s.") from None
+        except websockets.ConnectionClosed:
+            raise CertificateExchangeFailed("The channel closed before the certificate arrived.") from None
+        finally:
+            connection.csr_waiters.pop(request_id, None)
+
+    async def _keep_rdp_certificate(self, connection: _Connection) -> None:
+        async def exchange(request_id: str, csr_pem: str, timeout: float) -> tuple[str, str]:
+            request = hostchannel.rdp_certificate_request(request_id, csr_pem)
+            return await self._exchange_csr(connection, request, request_id, timeout)
+
+        async def report(presented_sha256: str, detail: str) -> None:
+            await connection.ws.send(hostchannel.encode(hostchannel.rdp_certificate_report(presented_sha256, detail)))
+
+        while True:
+            try:
+                # self.state, not the state the channel opened with: a renewal may have replaced it.
+                wait = await self.rdp_keeper.step(self.state, exchange, report)
+            except asyncio.CancelledError:
+                raise
+            except websockets.ConnectionClosed:
+                return  # the receive loop reports why the channel ended
+            except Exception:  # noqa: BLE001 - the certificate must never take the channel down
+                log.exception("RDP certificate: unexpected error; trying again in %g s", RETRY_SECONDS)
+                wait = RETRY_SECONDS
+            await asyncio.sleep(wait)
+
     async def _run_command(self, connection: _Connection, state: agent_state.AgentState,
                            command: hostchannel.Command) -> None:
         async def exchange_csr(command_id: str, csr_pem: str, timeout: float) -> tuple[str, str]:
-            waiter = asyncio.get_running_loop().create_future()
-            connection.csr_waiters[command_id] = waiter
-            try:
-                await connection.ws.send(hostchannel.encode(hostchannel.certificate_request(command_id, csr_pem)))
-                return await asyncio.wait_for(waiter, timeout)
-            except asyncio.TimeoutError:
-                raise CertificateExchangeFailed(f"No certificate arrived within {timeout:g} s.") from None
-            except websockets.ConnectionClosed:
-                raise CertificateExchangeFailed("The channel closed before the certificate arrived.") from None
-            finally:
-                connection.csr_waiters.pop(command_id, None)
+            request = hostchannel.certificate_request(command_id, csr_pem)
+            return await self._exchange_csr(connection, request, command_id, timeout)
 
         def credentials_changed(new_state: agent_state.AgentState) -> None:
             self.state = new_state

@@ -133,7 +133,7 @@ def check_issued(key: ec.EllipticCurvePrivateKey, certificate_pem: str, ca_pem: 
     return certificate
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write to a temporary file in the same directory with ``mode`` from the start, fsync, rename."""
     # mkstemp creates the file 0600, so a key is never readable by others, not even for a moment.
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -163,13 +163,13 @@ def install_credentials(directory: Path, *, server: str, name: str, session_host
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     previous = load_state(directory) if (directory / STATE_FILE).exists() else None
     stem = f"agent-{certificate.serial_number:x}"[:40]
-    _write_atomic(directory / f"{stem}.key", _key_bytes(key), 0o600)
-    _write_atomic(directory / f"{stem}.crt", certificate_pem.encode(), 0o644)
-    _write_atomic(directory / CA_FILE, ca_pem.encode(), 0o644)
+    write_atomic(directory / f"{stem}.key", _key_bytes(key), 0o600)
+    write_atomic(directory / f"{stem}.crt", certificate_pem.encode(), 0o644)
+    write_atomic(directory / CA_FILE, ca_pem.encode(), 0o644)
     state = AgentState(directory=directory, server=server, name=name, session_host_id=session_host_id,
                        host_pool=host_pool, key_file=f"{stem}.key", certificate_file=f"{stem}.crt")
     record = {key_name: value for key_name, value in asdict(state).items() if key_name != "directory"}
-    _write_atomic(directory / STATE_FILE, json.dumps(record, indent=2).encode() + b"\n", 0o600)
+    write_atomic(directory / STATE_FILE, json.dumps(record, indent=2).encode() + b"\n", 0o600)
     if previous is not None:
         for old in (previous.key_file, previous.certificate_file):
             if old not in (state.key_file, state.certificate_file):

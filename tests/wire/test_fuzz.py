@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import httpupgrade, rdg
-from wire import base64url, hostchannel, rdpfile, relaylink, tickets
+from wire import base64url, hostchannel, rdpfile, relaylink, tickets, x224
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -119,3 +119,14 @@ def test_rd_gateway_packets_and_request_heads(data):
         assert 0 <= consumed <= len(data)
     except httpupgrade.HttpError:
         pass
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=40),
+                 st.binary(min_size=7, max_size=30).map(lambda tail: bytes([3, 0, 0, 4 + len(tail)]) + tail)))
+def test_x224_connection_confirms(packet):
+    try:
+        confirm = x224.parse_connection_confirm(packet)
+    except x224.X224Error:
+        return
+    assert isinstance(confirm, x224.Confirm)

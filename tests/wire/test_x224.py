@@ -1,0 +1,59 @@
+"""The first two PDUs of an RDP connection, against the examples of [MS-RDPBCGR] 4.1.1 and 4.1.2."""
+from __future__ import annotations
+
+import pytest
+
+from wire import x224
+
+# [MS-RDPBCGR] 4.1.1 Client X.224 Connection Request PDU: cookie "eltons", PROTOCOL_RDP requested.
+SPEC_REQUEST = bytes.fromhex(
+    "0300002c27e00000000000436f6f6b69653a206d737473686173683d656c746f6e730d0a0100080000000000"
+)
+# [MS-RDPBCGR] 4.1.2 Server X.224 Connection Confirm PDU: PROTOCOL_RDP selected.
+SPEC_CONFIRM = bytes.fromhex("030000130ed00000123400" "0200080000000000")
+
+
+def test_a_request_is_built_as_the_specification_shows():
+    assert x224.connection_request(x224.PROTOCOL_RDP, cookie="eltons") == SPEC_REQUEST
+
+
+def test_a_request_without_a_cookie_asks_for_tls():
+    packet = x224.connection_request(x224.PROTOCOL_SSL | x224.PROTOCOL_HYBRID)
+    assert packet == bytes.fromhex("030000130ee00000000000" "0100080003000000")
+    assert x224.packet_length(packet[:4]) == len(packet)
+
+
+def test_the_specifications_confirm_selects_standard_rdp():
+    assert x224.parse_connection_confirm(SPEC_CONFIRM) == x224.Confirm(selected_protocol=x224.PROTOCOL_RDP)
+
+
+def test_a_confirm_selecting_tls():
+    packet = bytes.fromhex("030000130ed00000123400" "0200080001000000")
+    assert x224.parse_connection_confirm(packet).selected_protocol == x224.PROTOCOL_SSL
+
+
+def test_a_negotiation_failure_is_named():
+    packet = bytes.fromhex("030000130ed00000123400" "0300080002000000")
+    assert x224.parse_connection_confirm(packet) == x224.Confirm(failure="SSL_NOT_ALLOWED_BY_SERVER")
+
+
+def test_a_confirm_without_negotiation_data_is_standard_rdp():
+    assert x224.parse_connection_confirm(bytes.fromhex("0300000b06d00000123400")) == x224.Confirm()
+
+
+@pytest.mark.parametrize(("packet", "problem"), [
+    (b"\x16\x03\x01\x00\x10", "not a TPKT packet"),  # a TLS record: the listener speaks TLS directly
+    (bytes.fromhex("030000130ee00000000000" "0100080003000000"), "not a Connection Confirm"),
+    (bytes.fromhex("030000130ed00000123400" "02000800010000"), "header says"),
+    (bytes.fromhex("030000130fd00000123400" "0200080001000000"), "length indicator"),
+    (bytes.fromhex("030003000ed00000123400"), "not that of a connection PDU"),
+    (bytes.fromhex("030000130ed00000123400" "0700080001000000"), "type 0x07"),
+])
+def test_anything_else_is_refused_with_a_reason(packet, problem):
+    with pytest.raises(x224.X224Error, match=problem):
+        x224.parse_connection_confirm(packet)
+
+
+def test_a_cookie_cannot_break_the_line():
+    with pytest.raises(x224.X224Error):
+        x224.connection_request(x224.PROTOCOL_SSL, cookie="a\r\nb")
