@@ -50,6 +50,10 @@ class SessionHostSerializer(ModelCleanSerializer):
     marked_for_replacement_by_username = serializers.CharField(
         source="marked_for_replacement_by.username", read_only=True, allow_null=True
     )
+    rdp_certificate_not_after = serializers.DateTimeField(
+        source="rdp_certificate.not_after", read_only=True, allow_null=True,
+        help_text="Expiry of the verified RDP certificate; null when the host presents none from our CA.",
+    )
 
     class Meta:
         model = SessionHost
@@ -57,14 +61,16 @@ class SessionHostSerializer(ModelCleanSerializer):
             "id", "name", "host_pool", "host_pool_name", "status", "status_reason", "status_changed_at",
             "allow_new_sessions", "last_heartbeat_at", "agent_version", "health_checks",
             "assigned_user", "assigned_username", "certificate",
-            "marked_for_replacement_at", "marked_for_replacement_by", "marked_for_replacement_by_username",
+            "rdp_certificate", "rdp_certificate_sha256", "rdp_certificate_not_after", "rdp_certificate_detail",
+            "rdp_certificate_checked_at", "marked_for_replacement_at", "marked_for_replacement_by", "marked_for_replacement_by_username",
             "created_at", "updated_at",
         ]
         # Reported by the host's agent, or changed through their own operations (drain, replacement),
         # never set here.
         read_only_fields = [
             "status", "status_reason", "status_changed_at", "allow_new_sessions", "last_heartbeat_at",
-            "agent_version", "health_checks", "certificate", "marked_for_replacement_at",
+            "agent_version", "health_checks", "certificate", "rdp_certificate", "rdp_certificate_sha256",
+            "rdp_certificate_detail", "rdp_certificate_checked_at", "marked_for_replacement_at",
             "marked_for_replacement_by", "created_at", "updated_at",
         ]
         extra_kwargs = {
@@ -112,7 +118,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "session_host", "gateway_instance", "client_address", "client_name", "state", "created_at",
             "ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
             "relay_started_at", "ended_at", "duration_seconds", "bytes_client_to_host", "bytes_host_to_client",
-            "end_reason", "error_code", "error_message",
+            "end_reason", "error_code", "error_message", "host_rdp_certificate_sha256",
         ]
         read_only_fields = fields
 

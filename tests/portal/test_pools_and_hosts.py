@@ -270,3 +270,24 @@ def test_a_demoted_admin_is_refused_the_replacement_button(django_user_model, li
     assert response.status_code == 403
     assert SessionHost.objects.get(pk=live_host.host.pk).marked_for_replacement_at is None
     live_host.assert_not_replaced(live_host.register_again())
+
+
+def test_the_host_page_shows_whether_clients_can_verify_its_rdp_certificate(staff, estate, settings, tmp_path):
+    from broker.hostcertificates import record_rdp_certificate
+    from core import ca
+    from core.models import Certificate
+    from tests.hostagent.conftest import issue_identity
+
+    settings.DATA_DIR = tmp_path
+    ca.ensure_ca()
+    host = estate["hosts"]["host-3"]
+    page = reverse("portal:host-detail", args=[host.pk])
+
+    text = html.fromstring(staff.get(page).content).get_element_by_id("rdp-certificate").text_content()
+    assert "no verified RDP certificate" in text and "run it with --rdp-cert and --rdp-key" in text
+
+    _, _, certificate_id = issue_identity(host.name, "host-rdp")
+    fingerprint = Certificate.objects.get(pk=certificate_id).fingerprint_sha256
+    record_rdp_certificate(host.pk, fingerprint, "Presented by 127.0.0.1:3389.")
+    text = html.fromstring(staff.get(page).content).get_element_by_id("rdp-certificate").text_content()
+    assert "verified" in text and "issued by this CA" in text and fingerprint in text

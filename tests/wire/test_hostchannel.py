@@ -29,6 +29,8 @@ AGENT_MESSAGES = {
     ),
     "result": hostchannel.result(COMMAND_ID, "unsupported", "Not on this OS."),
     "csr": hostchannel.certificate_request(COMMAND_ID, CSR),
+    "rdp_csr": hostchannel.rdp_certificate_request(COMMAND_ID, CSR),
+    "rdp_certificate": hostchannel.rdp_certificate_report("0f" * 32, "Presented by 127.0.0.1:3389."),
     "shutdown": hostchannel.shutdown("agent stopped (received SIGTERM)"),
 }
 
