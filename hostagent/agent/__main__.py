@@ -32,6 +32,20 @@ def _positive(value: str) -> float:
     return number
 
 
+def _group(value: str) -> int:
+    """A group name or gid, resolved now so a typo fails at start, not at the first certificate."""
+    if value.isdigit():
+        return int(value)
+    try:
+        import grp  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        raise argparse.ArgumentTypeError("groups exist on POSIX systems only") from None
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no group named {value!r}") from None
+
+
 def _percent(value: str) -> float:
     number = _positive(value)
     if number >= 100:
@@ -64,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rdp-cert", type=Path, help="keep the RDP server's certificate (PEM chain) from the "
                      "control plane's CA in this file; the RDP server's configuration points at it")
     run.add_argument("--rdp-key", type=Path, help="the RDP certificate's private key file (written mode 0600)")
+    run.add_argument("--rdp-key-group", type=_group, metavar="GROUP",
+                     help="write the key 0640 for this group (the RDP server's, e.g. xrdp) instead of 0600")
     run.add_argument("--rdp-reload", metavar="CMD",
                      help="shell command run after each new RDP certificate is installed (e.g. to reload the server)")
     run.add_argument("--backoff-max", type=_positive, default=60.0, help="longest wait between reconnects (s)")
@@ -84,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("registered as %s (host %s) in pool %s; credentials in %s", state.name, state.session_host_id,
                  state.host_pool, state.directory)
         return 0
-    if (args.rdp_cert is None) != (args.rdp_key is None) or (args.rdp_reload and args.rdp_cert is None):
-        log.error("--rdp-cert and --rdp-key go together (and --rdp-reload needs them)")
+    if (args.rdp_cert is None) != (args.rdp_key is None) or (
+            (args.rdp_reload or args.rdp_key_group is not None) and args.rdp_cert is None):
+        log.error("--rdp-cert and --rdp-key go together (and --rdp-reload and --rdp-key-group need them)")
         return 2
-    rdp_certificate = (RdpCertificateOptions(args.rdp_cert, args.rdp_key, args.rdp_reload)
+    rdp_certificate = (RdpCertificateOptions(args.rdp_cert, args.rdp_key, args.rdp_reload, args.rdp_key_group)
                        if args.rdp_cert is not None else None)
     options = RunOptions(rdp_target=args.rdp_target, heartbeat_interval=args.heartbeat_interval,
                          disk_path=args.disk_path, disk_min_free_percent=args.disk_min_free_percent,

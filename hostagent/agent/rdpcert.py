@@ -7,7 +7,7 @@ control plane's CA there:
   be read, was not issued by our CA, or has passed two thirds of the time from its installation to its
   expiry; the server decides the names (the pool's name, which is the ``full address`` in every .rdp file,
   and the host's own name);
-* it writes the key (mode 0600) and the chain (leaf, then the CA) each in one rename, then runs the reload
+* it writes the key (mode 0600, or 0640 for ``--rdp-key-group``) and the chain (leaf, then the CA) each in one rename, then runs the reload
   command, if any (xrdp reads both files on every connection and needs none);
 * it asks its own RDP listener which certificate it presents (an X.224 request for TLS, then a TLS
   handshake that only reads the certificate) and reports that fingerprint, so the portal and every
@@ -57,6 +57,7 @@ class RdpCertificateOptions:
     cert_path: Path
     key_path: Path
     reload_command: str | None = None
+    key_group: int | None = None  # a gid: the key is written 0640 for it (xrdp runs as user xrdp)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def install(options: RdpCertificateOptions, key: rsa.RSAPrivateKey, certificate_
         path.parent.mkdir(parents=True, exist_ok=True)
     # The key first: a server that reads the pair between the two renames meets the new key with the old
     # certificate for one handshake at most, never a certificate without its key for longer.
-    agent_state.write_atomic(options.key_path, key_pem, 0o600)
+    agent_state.write_atomic(options.key_path, key_pem, 0o600 if options.key_group is None else 0o640,
+                             group=options.key_group)
     agent_state.write_atomic(options.cert_path, chain, 0o644)
     return certificate
 

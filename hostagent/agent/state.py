@@ -133,11 +133,14 @@ def check_issued(key: ec.EllipticCurvePrivateKey, certificate_pem: str, ca_pem: 
     return certificate
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write to a temporary file in the same directory with ``mode`` from the start, fsync, rename."""
+def write_atomic(path: Path, data: bytes, mode: int, *, group: int | None = None) -> None:
+    """Write to a temporary file in the same directory with ``mode`` (and ``group``, a gid) from the start,
+    fsync, rename."""
     # mkstemp creates the file 0600, so a key is never readable by others, not even for a moment.
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if group is not None:
+            os.fchown(fd, -1, group)  # before the mode lets that group read it
         if hasattr(os, "fchmod"):  # not on Windows, where the directory's ACL protects the key
             os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:

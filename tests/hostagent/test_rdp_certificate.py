@@ -237,3 +237,20 @@ def test_the_reload_command_runs_and_its_failure_is_reported(tmp_path):
     assert marker.exists()
     assert asyncio.run(rdpcert.run_reload("echo no such service >&2; exit 3")) == (
         "the reload command exited with 3: no such service")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file to another group needs root")
+async def test_the_key_can_be_given_to_the_rdp_servers_group(host_a, tmp_path):
+    daemon_gid = 1  # any group but ours: xrdp's own on a real host (--rdp-key-group xrdp)
+    options = rdpcert.RdpCertificateOptions(cert_path=tmp_path / "cert.pem", key_path=tmp_path / "key.pem",
+                                            key_group=daemon_gid)
+    agent = AgentPeer(host_a)
+    await agent.connect()
+    key = rsa_key()
+    certificate_pem, ca_pem = await issued_for(agent, key)
+
+    rdpcert.install(options, key, certificate_pem, ca_pem, "host-a")
+
+    status = options.key_path.stat()
+    assert (stat.S_IMODE(status.st_mode), status.st_gid) == (0o640, daemon_gid)
+    await agent.close()
