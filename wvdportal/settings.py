@@ -212,9 +212,12 @@ API_TOKEN_DEFAULT_LIFETIME = timedelta(hours=env_int("WVD_API_TOKEN_HOURS", 1, m
 GATEWAY_LISTEN = env_listen("WVD_GATEWAY_LISTEN", "127.0.0.1:8443")
 # WVD_GATEWAY_PUBLIC_HOST/PORT, WVD_GATEWAY_TLS_NAMES and WVD_FEED_PUBLISHER_ID default to the listen
 # address (`serve --gateway-listen` moves them along): core.environment.gateway_addresses.
-_GATEWAY_ADDRESSES = gateway_addresses(GATEWAY_LISTEN)
+_GATEWAY_ADDRESSES = gateway_addresses(GATEWAY_LISTEN, WEB_LISTEN)
 GATEWAY_PUBLIC_HOST = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_HOST"]
 GATEWAY_PUBLIC_PORT = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_PORT"]
+# More names clients reach the gateway (and the web side) by, comma-separated DNS names or IP addresses:
+# the certificate issued by our CA names them all.
+GATEWAY_ALIASES = _GATEWAY_ADDRESSES["GATEWAY_ALIASES"]
 GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 # The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
@@ -275,7 +278,7 @@ if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
         f"lifetime (the shortest is {min(CERTIFICATE_LIFETIMES.values()).days} days)"
     )
 # Subjects of the server-side certificates load_server_credentials() issues by itself; the first
-# gateway name is also the certificate's common name.
+# gateway name (the public host, unless WVD_GATEWAY_TLS_NAMES says otherwise) is the common name.
 FEED_SIGNING_COMMON_NAME = env_str("WVD_FEED_SIGNING_NAME", "WVD Feed Signing") or "WVD Feed Signing"
 GATEWAY_TLS_NAMES = _GATEWAY_ADDRESSES["GATEWAY_TLS_NAMES"]
 CONNECTION_TICKET_LIFETIME = timedelta(

@@ -44,10 +44,10 @@ class Command(BaseCommand):
         host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
         gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
                             else settings.GATEWAY_LISTEN)
-        if gateway_listen:
-            # What follows the listen address in settings follows the option too (unless set explicitly):
+        if gateway_listen or listen:
+            # What follows the listen addresses in settings follows the options too (unless set explicitly):
             # the address in .rdp files and connect orders, the certificate's names, the publisher id.
-            for name, value in gateway_addresses((gw_host, gw_port)).items():
+            for name, value in gateway_addresses((gw_host, gw_port), (host, port)).items():
                 setattr(settings, name, value)
         instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
         public_host = settings.GATEWAY_PUBLIC_HOST
