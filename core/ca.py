@@ -169,6 +169,17 @@ def ca_certificate_pem() -> bytes:
     return _load_ca_certificate().public_bytes(serialization.Encoding.PEM)
 
 
+def ca_fingerprint() -> str:
+    """The root's SHA-256 fingerprint as ``openssl x509 -noout -fingerprint -sha256`` prints it (AB:CD:...):
+    what a user compares a downloaded /ca.pem with, and what ``register --ca-fingerprint`` pins."""
+    return format_fingerprint(_fingerprint(_load_ca_certificate()))
+
+
+def format_fingerprint(hex_digest: str) -> str:
+    digest = hex_digest.upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 def ca_record() -> Certificate:
     """The record of the current root, recording it first if the database does not have it yet
     (a fresh database next to an existing ``DATA_DIR/ca``)."""
