@@ -129,6 +129,29 @@ def test_an_agent_registers_over_https_only_with_the_ca_it_was_given(plane, tmp_
     assert (tmp_path / "agent" / "ca.crt").read_bytes() == plane.ca_file.read_bytes()  # wss:// trusts it from now on
 
 
+def test_an_agent_given_the_cas_fingerprint_fetches_the_ca_and_registers_only_if_it_matches(plane, tmp_path):
+    token = plane.manage("shell", "-c", "from broker.models import HostPool; "
+                                        "print(HostPool.objects.create(name='pool-pin').issue_registration_token()[0])"
+                         ).stdout.split()[-1]
+    right = hashlib.sha256(ssl.PEM_cert_to_DER_cert(plane.ca_file.read_text())).hexdigest().upper()
+    wrong = hashlib.sha256(b"another CA").hexdigest()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+
+    def register(name: str, fingerprint: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url,
+                               "--token", token, "--name", name, "--state-dir", str(tmp_path / name),
+                               "--ca-fingerprint", fingerprint],
+                              env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+    refused = register("pin-host-1", wrong)
+    assert refused.returncode == 1 and "not registering" in refused.stderr, refused.stderr
+    assert not (tmp_path / "pin-host-1").exists()  # nothing sent, nothing stored
+
+    pinned = register("pin-host-2", ":".join(right[i:i + 2] for i in range(0, 64, 2)))
+    assert pinned.returncode == 0, pinned.stderr
+    assert (tmp_path / "pin-host-2" / "ca.crt").read_bytes() == plane.ca_file.read_bytes()
+
+
 def test_behind_a_proxy_serve_speaks_plain_http_and_believes_x_forwarded_proto_from_the_trusted_proxy(tmp_path):
     with ControlPlane(data_dir=tmp_path / "plain", serve_args=["--web-plain"],
                       extra_env={"WVD_TRUSTED_PROXIES": "127.0.0.1"}) as behind_proxy:
