@@ -5,11 +5,17 @@ browser download (`playwright install`) is never used.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from testbed.processes import REPO_ROOT, ControlPlane
@@ -46,18 +52,34 @@ def pytest_collection_modifyitems(config, items) -> None:
 # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it
 # is open, which would break every asyncio test that runs after the browser modules.
 @pytest.fixture(scope="module")
-def chromium() -> Iterator:
+def chromium(plane) -> Iterator:
     reason = _missing()
     if reason:
         pytest.skip(f"browser test skipped: {reason}")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    # The plane serves https with a certificate from its own CA. Chromium takes no CA file; it is told to
+    # accept exactly the key of that one certificate (pinned by its SPKI hash), nothing else.
+    # Playwright's own HTTP client (page.request) runs in its Node driver, which trusts NODE_EXTRA_CA_CERTS.
+    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(plane)}"]
+    before = os.environ.get("NODE_EXTRA_CA_CERTS")
+    os.environ["NODE_EXTRA_CA_CERTS"] = str(plane.ca_file)
+    manager = sync_playwright()
+    try:
+        playwright = manager.start()  # the driver starts now, with the variable
+    finally:
+        if before is None:
+            del os.environ["NODE_EXTRA_CA_CERTS"]
+        else:
+            os.environ["NODE_EXTRA_CA_CERTS"] = before
+    try:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         try:
             yield browser
         finally:
             browser.close()
+    finally:
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +99,14 @@ def plane(tmp_path_factory) -> Iterator[ControlPlane]:
         yield control_plane
     finally:
         control_plane.stop()
+
+
+def spki_hash(plane: ControlPlane) -> str:
+    """Base64 of the SHA-256 of the web certificate's SubjectPublicKeyInfo, as Chromium's flag wants it."""
+    pem = ssl.get_server_certificate((plane.host, plane.port), ca_certs=str(plane.ca_file))
+    spki = x509.load_pem_x509_certificate(pem.encode()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture
