@@ -216,3 +216,21 @@ def test_unusable_certificate_files_stop_serve_with_one_line(tmp_path):
     assert served.returncode == 1
     assert "WVD_WEB_CERT_FILE/WVD_WEB_KEY_FILE cannot be loaded" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_gateway_listen_moves_the_certificates_names_along_and_both_listeners_share_it(tmp_path):
+    gateway_port = free_port("127.0.0.2")
+    with ControlPlane(data_dir=tmp_path / "moved", extra_env={"WVD_GATEWAY_LISTEN": ""},
+                      serve_args=["--gateway-listen", f"127.0.0.2:{gateway_port}"]) as moved:
+        context = moved.ssl_context()
+        with socket.create_connection(("127.0.0.2", gateway_port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.2") as gateway_tls:
+                gateway_certificate = gateway_tls.getpeercert(binary_form=True)
+        with socket.create_connection((moved.host, moved.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.2") as web_tls:
+                web_certificate = web_tls.getpeercert(binary_form=True)
+
+    assert gateway_certificate == web_certificate
+    names = x509.load_der_x509_certificate(gateway_certificate).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "127.0.0.2" in names.get_values_for_type(x509.DNSName)  # FreeRDP's form of the address
