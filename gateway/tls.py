@@ -50,6 +50,11 @@ def _endpoint_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
+def _encrypted_key() -> bytes:
+    # Called only for an encrypted key: `serve` runs unattended, so it never asks for a passphrase.
+    raise ImproperlyConfigured("WVD_WEB_KEY_FILE is encrypted; decrypt it (openssl pkey) for serve to read it")
+
+
 def write_web_credentials(directory: Path) -> tuple[Path, Path, Path | None]:
     """The web listener's certificate, key and chain (None: no intermediates) as files in ``directory``
     (private, the caller's to remove): WVD_WEB_CERT_FILE/WVD_WEB_KEY_FILE when given, otherwise the
@@ -58,7 +63,7 @@ def write_web_credentials(directory: Path) -> tuple[Path, Path, Path | None]:
     cert_file, key_file = settings.WEB_CERT_FILE, settings.WEB_KEY_FILE
     if cert_file:
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file, password=_encrypted_key)
             certificates = x509.load_pem_x509_certificates(Path(cert_file).read_bytes())
             key_pem = Path(key_file).read_bytes()
         except (OSError, ValueError, ssl.SSLError) as exc:

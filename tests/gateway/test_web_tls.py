@@ -18,7 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from django.core.exceptions import ImproperlyConfigured
 
+from gateway.tls import write_web_credentials
 from testbed.lifecycle import read_log
 from testbed.ports import free_port
 from testbed.processes import REPO_ROOT, ControlPlane
@@ -234,3 +236,14 @@ def test_gateway_listen_moves_the_certificates_names_along_and_both_listeners_sh
     names = x509.load_der_x509_certificate(gateway_certificate).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
     assert "127.0.0.2" in names.get_values_for_type(x509.DNSName)  # FreeRDP's form of the address
+
+
+def test_an_encrypted_key_file_is_refused_with_a_sentence_not_a_passphrase_prompt(tmp_path, settings):
+    leaf, key = _certificate("portal.example.test", None, ca=False)
+    (tmp_path / "web.pem").write_bytes(_pem(leaf))
+    (tmp_path / "web.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.BestAvailableEncryption(b"secret")))
+    settings.WEB_CERT_FILE, settings.WEB_KEY_FILE = str(tmp_path / "web.pem"), str(tmp_path / "web.key")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ImproperlyConfigured, match="WVD_WEB_KEY_FILE is encrypted"):
+        write_web_credentials(tmp_path / "out")
