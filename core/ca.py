@@ -36,7 +36,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.choices import CertificatePurpose
-from core.environment import DNS_NAME
+from core.environment import DNS_NAME as _DNS_NAME  # one rule for names, settings and certificates
 from core.models import Certificate
 
 logger = logging.getLogger(__name__)
@@ -389,7 +389,7 @@ def _general_names(names: Sequence[str], *, dns_form_of_addresses: bool = False)
         try:
             address = ipaddress.ip_address(name)
         except ValueError:
-            if not DNS_NAME.fullmatch(name):
+            if not _DNS_NAME.fullmatch(name):
                 raise CAError(f"{name!r} is not a valid host name or IP address.") from None
             generals: list[x509.GeneralName] = [x509.DNSName(name.lower())]
         else:
