@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,7 +123,14 @@ def context(chromium) -> Iterator:
 
 @pytest.fixture
 def page(context):
-    return context.new_page()
+    """A page whose test fails if the browser blocked anything under the Content-Security-Policy: the
+    policy allows no inline script or style, and this is where a real browser says whether we kept to it."""
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    yield page
+    assert violations == [], violations
 
 
 def sign_in(page, plane: ControlPlane, username: str, next_path: str = "/portal/") -> None:
@@ -142,8 +150,13 @@ def screenshot(page, name: str) -> Path:
     """Save a viewport-sized PNG of the page as docs/screenshots/<name>.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    # Icons load lazily, after the load event: wait for every image, so no tile is shot blank.
-    page.wait_for_function("Array.from(document.images).every(image => image.complete)")
+    # Icons load lazily, after the load event: wait for every image, so no tile is shot blank. Polled from
+    # here: wait_for_function evaluates its predicate with eval(), which the pages' CSP forbids (no
+    # 'unsafe-eval'), while evaluate() runs through the DevTools protocol.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not page.evaluate("() => Array.from(document.images).every(image => image.complete)"):
+        assert time.monotonic() < deadline, f"images still loading on {page.url}"
+        page.wait_for_timeout(50)
     page.screenshot(path=str(path), full_page=False, animations="disabled", caret="hide")
     return path
 
