@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from testbed.api import call  # noqa: E402
 from testbed.lifecycle import read_log, start_logged, stop_group  # noqa: E402
 from testbed.ports import free_port, is_listening  # noqa: E402
 from testbed.processes import ControlPlane  # noqa: E402
@@ -192,7 +191,7 @@ class Estate:
         admin = self.admin_token = self.sign_in("bench-admin")
 
         def api(method: str, path: str, body: dict | None = None) -> dict:
-            status, answer = call(plane.base_url, method, path, body, admin)
+            status, answer = plane.call(method, path, body, admin)
             if status not in (200, 201):
                 raise BenchError(f"{method} {path}: {status} {answer}")
             return answer  # type: ignore[return-value]
@@ -214,19 +213,18 @@ class Estate:
     def allow_new_sessions(self, allow: bool) -> None:
         """Drain every host (False), or end drain mode (True), as an admin does through the API."""
         assert self.plane is not None
-        status, body = call(self.plane.base_url, "GET", "/api/v1/sessionhosts/", token=self.admin_token)
+        status, body = self.plane.call("GET", "/api/v1/sessionhosts/", token=self.admin_token)
         if status != 200:
             raise BenchError(f"session hosts: {status} {body}")
         for host in body["results"]:  # type: ignore[index]
-            status, answer = call(self.plane.base_url, "POST", f"/api/v1/sessionhosts/{host['id']}/drain/",
-                                  {"allow_new_sessions": allow}, self.admin_token)
+            status, answer = self.plane.call("POST", f"/api/v1/sessionhosts/{host['id']}/drain/",
+                                             {"allow_new_sessions": allow}, self.admin_token)
             if status != 200:
                 raise BenchError(f"drain {host['name']}: {status} {answer}")
 
     def sign_in(self, username: str) -> str:
         assert self.plane is not None
-        status, body = call(self.plane.base_url, "POST", "/api/v1/auth/token/",
-                            {"username": username, "password": PASSWORD})
+        status, body = self.plane.call("POST", "/api/v1/auth/token/", {"username": username, "password": PASSWORD})
         if status != 201:
             raise BenchError(f"sign-in of {username} failed: {status} {body}")
         return body["token"]  # type: ignore[index]
@@ -234,12 +232,12 @@ class Estate:
     def download_rdp(self, user_token: str) -> RdpFile:
         """The served .rdp file, as a user downloads it from the feed (GET with the bearer token)."""
         assert self.plane is not None
-        status, feed = call(self.plane.base_url, "GET", "/api/v1/feed/", token=user_token)
+        status, feed = self.plane.call("GET", "/api/v1/feed/", token=user_token)
         if status != 200:
             raise BenchError(f"feed: {status} {feed}")
         desktop = next(r for r in feed if r["type"].lower() == "desktop")  # type: ignore[union-attr]
         request = urllib.request.Request(desktop["rdp_url"], headers={"Authorization": f"Bearer {user_token}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=self.plane.ssl_context()) as response:
             return RdpFile.parse(rdpfile.decode(response.read()))
 
     def _start_agent(self, index: int, token: str) -> None:
@@ -248,7 +246,7 @@ class Estate:
         state_dir = self.data_dir / f"agent-{index}"
         registered = subprocess.run(
             [sys.executable, "-m", "hostagent.agent", "register", "--server", self.plane.base_url, "--token", token,
-             "--name", name, "--state-dir", str(state_dir)],
+             "--name", name, "--state-dir", str(state_dir), "--ca-file", str(self.plane.ca_file)],
             env=self.plane.env, cwd=REPO, capture_output=True, text=True, timeout=120,
         )
         if registered.returncode != 0:
@@ -266,7 +264,7 @@ class Estate:
         deadline = time.monotonic() + timeout
         status_seen = "?"
         while time.monotonic() < deadline:
-            status, body = call(self.plane.base_url, "GET", f"/api/v1/sessionhosts/?name={name}", token=admin)
+            status, body = self.plane.call("GET", f"/api/v1/sessionhosts/?name={name}", token=admin)
             results = body.get("results", []) if isinstance(body, dict) else []
             if status == 200 and results:
                 status_seen = results[0]["status"]

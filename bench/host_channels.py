@@ -25,6 +25,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,10 @@ class Server:
         self.env = env
         self.process: subprocess.Popen | None = None
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusting the bench's CA only: `serve` terminates TLS with a certificate that CA issues."""
+        return ssl.create_default_context(cafile=str(self.data_dir / "ca" / "ca.crt"))
+
     def manage(self, *args: str, **extra_env: str) -> str:
         done = subprocess.run([sys.executable, str(REPO / "manage.py"), *args], cwd=REPO, env={**self.env, **extra_env},
                               capture_output=True, text=True, timeout=1800)
@@ -141,7 +146,8 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/login/", timeout=2).read()
+                urllib.request.urlopen(f"https://127.0.0.1:{self.port}/admin/login/", timeout=2,
+                                       context=self.ssl_context()).read()
                 return
             except OSError:
                 if self.process.poll() is not None:
@@ -198,11 +204,12 @@ class SimulatedAgent:
     key: object = field(default_factory=new_key)
     certificate_pem: str = ""
 
-    async def run(self, url: str, stats: Stats, handshakes: asyncio.Semaphore, online: asyncio.Event) -> None:
+    async def run(self, url: str, context: ssl.SSLContext, stats: Stats, handshakes: asyncio.Semaphore,
+                  online: asyncio.Event) -> None:
         certificate = x509.load_pem_x509_certificate(self.certificate_pem.encode())
         try:
             async with handshakes:
-                ws = await websockets.connect(url, max_size=hostchannel.MAX_FRAME_BYTES, compression=None,
+                ws = await websockets.connect(url, ssl=context, max_size=hostchannel.MAX_FRAME_BYTES, compression=None,
                                               open_timeout=120, ping_interval=None, close_timeout=2)
                 challenge = hostchannel.decode_server_message(await ws.recv())
                 signature = proof.sign_challenge(self.key, hostchannel.decode_base64url(challenge["nonce"]), certificate)
@@ -262,7 +269,8 @@ async def bench(args: argparse.Namespace) -> None:
         server.provision(agents)
         print(f"provisioned {len(agents)} hosts with certificates in {time.monotonic() - began:.1f} s")
         baseline_kib = server.rss_kib()
-        url = f"ws://127.0.0.1:{server.port}/ws/hostagent/"
+        url = f"wss://127.0.0.1:{server.port}/ws/hostagent/"
+        context = server.ssl_context()
         stats = Stats()
         handshakes = asyncio.Semaphore(args.concurrent_handshakes)
         print(f"{'agents':>7} {'held':>6} {'failed':>6} {'connect s':>9} {'hb p50 ms':>9} {'hb p99 ms':>9} "
@@ -273,7 +281,7 @@ async def bench(args: argparse.Namespace) -> None:
             for agent in agents[len(tasks):target]:
                 online = asyncio.Event()
                 waiting.append(online)
-                tasks.append(asyncio.ensure_future(agent.run(url, stats, handshakes, online)))
+                tasks.append(asyncio.ensure_future(agent.run(url, context, stats, handshakes, online)))
             await asyncio.gather(*(event.wait() for event in waiting))
             connect_seconds = time.monotonic() - began
             await asyncio.sleep(args.interval)  # let every new agent send its first heartbeat

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.choices import CertificatePurpose
+from core.environment import DNS_NAME as _DNS_NAME  # one rule for names, settings and certificates
 from core.models import Certificate
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,6 @@ _EXTENDED_KEY_USAGE = {
     CertificatePurpose.HOST_RDP: ExtendedKeyUsageOID.SERVER_AUTH,
     CertificatePurpose.GATEWAY_TLS: ExtendedKeyUsageOID.SERVER_AUTH,
 }
-_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_DNS_LABEL}(\.{_DNS_LABEL})*")
 
 
 class CAError(Exception):
@@ -178,6 +176,17 @@ def _load_ca() -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
 def ca_certificate_pem() -> bytes:
     """The root certificate, PEM-encoded (what clients and hosts import to trust us)."""
     return _load_ca_certificate().public_bytes(serialization.Encoding.PEM)
+
+
+def ca_fingerprint() -> str:
+    """The root's SHA-256 fingerprint as ``openssl x509 -noout -fingerprint -sha256`` prints it (AB:CD:...):
+    what a user compares a downloaded /ca.pem with, and what ``register --ca-fingerprint`` pins."""
+    return format_fingerprint(_fingerprint(_load_ca_certificate()))
+
+
+def format_fingerprint(hex_digest: str) -> str:
+    digest = hex_digest.upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 def ca_record() -> Certificate:
@@ -374,8 +383,12 @@ def _random_serial() -> int:
     return int.from_bytes(secrets.token_bytes(16), "big") or 1
 
 
-def _general_names(names: Sequence[str]) -> list[x509.GeneralName]:
-    """DNS names and IP addresses for a SubjectAlternativeName, validated."""
+def _general_names(names: Sequence[str], *, dns_form_of_addresses: bool = False) -> list[x509.GeneralName]:
+    """DNS names and IP addresses for a SubjectAlternativeName, validated.
+
+    With ``dns_form_of_addresses`` (TLS-server certificates) an IP address is named twice: as an IP
+    SAN, which browsers and Python check, and as a DNS SAN holding the address's text, because FreeRDP's
+    name check reads the common name and DNS SANs only, never IP SANs (docs/PROTOCOLS §7)."""
     if isinstance(names, str):
         raise CAError("dns_names must be a list of names, not a single string.")
     result: list[x509.GeneralName] = []
@@ -383,14 +396,23 @@ def _general_names(names: Sequence[str]) -> list[x509.GeneralName]:
         if not isinstance(name, str):
             raise CAError(f"{name!r} is not a host name or IP address.")
         try:
-            general: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+            address = ipaddress.ip_address(name)
         except ValueError:
             if not _DNS_NAME.fullmatch(name):
                 raise CAError(f"{name!r} is not a valid host name or IP address.") from None
-            general = x509.DNSName(name.lower())
-        if general not in result:
-            result.append(general)
+            generals: list[x509.GeneralName] = [x509.DNSName(name.lower())]
+        else:
+            generals = [x509.IPAddress(address)]
+            if dns_form_of_addresses:
+                generals.append(x509.DNSName(str(address)))
+        result.extend(general for general in generals if general not in result)
     return result
+
+
+def _server_names(purpose: CertificatePurpose, names: Sequence[str]) -> list[x509.GeneralName]:
+    """The SANs of a certificate of ``purpose`` naming ``names``: a TLS server's with the DNS form of
+    its addresses."""
+    return _general_names(names, dns_form_of_addresses=purpose in SERVER_AUTH_PURPOSES)
 
 
 def _check_purpose(purpose: str, allowed: Sequence[str]) -> CertificatePurpose:
@@ -502,7 +524,7 @@ def issue_from_csr(csr_pem: bytes, purpose: str, *, common_name: str, dns_names:
     """
     purpose_value = _check_purpose(purpose, LEAF_PURPOSES)
     _check_common_name(common_name)
-    names = _general_names(dns_names)
+    names = _server_names(purpose_value, dns_names)
     _check_server_names(purpose_value, names)
     validity = _lifetime(purpose_value, lifetime)
 
@@ -538,7 +560,7 @@ def issue_key_and_certificate(purpose: str, *, common_name: str, dns_names: Sequ
     where the key lives (``store_server_key`` keeps it under DATA_DIR/keys/)."""
     purpose_value = _check_purpose(purpose, SERVER_SIDE_PURPOSES)
     _check_common_name(common_name)
-    names = _general_names(dns_names)
+    names = _server_names(purpose_value, dns_names)
     _check_server_names(purpose_value, names)
     validity = _lifetime(purpose_value, lifetime)
     key = rsa.generate_private_key(public_exponent=65537, key_size=SERVER_KEY_BITS)
@@ -586,12 +608,16 @@ def store_server_key(certificate: Certificate, key_pem: bytes) -> Path:
     return path
 
 
-def _san_values(cert: x509.Certificate) -> list[str]:
+def _san_entries(cert: x509.Certificate) -> list[x509.GeneralName]:
     try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return []
-    return [str(general.value) for general in names]
+
+
+def _san_values(cert: x509.Certificate) -> list[str]:
+    """The names a certificate was issued for, each once (an address and its DNS form are one name)."""
+    return list(dict.fromkeys(str(general.value) for general in _san_entries(cert)))
 
 
 def _default_subject(purpose: CertificatePurpose, common_name: str | None,
@@ -602,6 +628,7 @@ def _default_subject(purpose: CertificatePurpose, common_name: str | None,
     if purpose == CertificatePurpose.FEED_SIGNING:
         return settings.FEED_SIGNING_COMMON_NAME, list(dns_names or [])
     if purpose == CertificatePurpose.GATEWAY_TLS:
+        # The first name is the public host (core.environment.gateway_addresses): the common name.
         names = list(dns_names) if dns_names is not None else list(settings.GATEWAY_TLS_NAMES)
         return settings.GATEWAY_TLS_NAMES[0], names
     raise CAError("A host-rdp certificate names one session host: pass its common_name (and dns_names).")
@@ -613,12 +640,13 @@ def load_server_credentials(purpose: str, *, common_name: str | None = None,
     none exists.
 
     Without ``common_name`` the subject comes from settings (FEED_SIGNING_COMMON_NAME,
-    GATEWAY_TLS_NAMES); a stored certificate is used only if it covers all the names wanted, so
-    changing the gateway's names in settings yields a new certificate.
+    GATEWAY_TLS_NAMES); a stored certificate is used only if its SANs cover every one wanted, compared
+    by type and value (an IP SAN is not its DNS form), so changing the gateway's names in settings, or
+    an older certificate without the DNS form of its addresses, yields a new certificate.
     """
     purpose_value = _check_purpose(purpose, SERVER_SIDE_PURPOSES)
     cn, names = _default_subject(purpose_value, common_name, dns_names)
-    wanted = {str(general.value) for general in _general_names(names)}
+    wanted = set(_server_names(purpose_value, names))
     now = timezone.now()
     candidates = Certificate.objects.filter(
         purpose=purpose_value, common_name=cn, revoked_at__isnull=True, not_before__lte=now, not_after__gt=now,
@@ -627,7 +655,7 @@ def load_server_credentials(purpose: str, *, common_name: str | None = None,
         if not has_server_key(record):
             continue
         cert = x509.load_pem_x509_certificate(record.pem.encode())
-        if not wanted <= set(_san_values(cert)):
+        if not wanted <= set(_san_entries(cert)):
             continue
         try:
             key = serialization.load_pem_private_key(server_key_path(record).read_bytes(), password=None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -168,16 +169,53 @@ def env_secret_key(name: str, data_dir: Path) -> str:
         raise ImproperlyConfigured(f"{name} is unset and {path} cannot be used: {exc.strerror}") from None
 
 
-def gateway_addresses(listen: tuple[str, int]) -> dict:
+# A DNS host name: dot-separated labels of letters, digits and inner hyphens, 253 characters at most.
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_DNS_LABEL}(\.{_DNS_LABEL})*")
+# Listen hosts that mean "every address": no client reaches the server by these, so no certificate names them.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def host_name(name: str, value: str) -> str:
+    """``value`` as a certificate can name it: an IP address (in its canonical text) or a DNS name (lower
+    case); raises ImproperlyConfigured naming ``name`` otherwise."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not DNS_NAME.fullmatch(text):
+        raise ImproperlyConfigured(f"{name}: {value!r} is neither a DNS name nor an IP address")
+    return text.lower()
+
+
+def env_host_names(name: str) -> list[str]:
+    """Comma-separated DNS names or IP addresses (see ``host_name``); unset or empty: none."""
+    return list(dict.fromkeys(host_name(name, item) for item in env_list(name, [])))
+
+
+def gateway_addresses(listen: tuple[str, int], web_listen: tuple[str, int] | None = None) -> dict:
     """The settings that follow where the gateway listens unless their own variable is set: the public
-    address written into .rdp files and connect orders, the names the gateway's certificate covers, and the
-    feed's publisher id. Settings read them with WVD_GATEWAY_LISTEN; ``serve --gateway-listen`` again with
-    its own address, so the one option is enough."""
+    address written into .rdp files and connect orders, the names the server's certificate covers, and the
+    feed's publisher id. Settings read them with WVD_GATEWAY_LISTEN and WVD_WEB_LISTEN; ``serve
+    --gateway-listen``/``--listen`` again with its own addresses, so the one option is enough.
+
+    The certificate (the gateway's, which the web listener shares) names the public host first (its common
+    name), then WVD_GATEWAY_ALIASES, then the listen hosts that are not wildcards, then ``localhost`` and
+    ``127.0.0.1``; WVD_GATEWAY_TLS_NAMES replaces the whole list."""
     host = env_str("WVD_GATEWAY_PUBLIC_HOST") or listen[0]
     port = env_int("WVD_GATEWAY_PUBLIC_PORT", listen[1], minimum=1, maximum=65535)
+    aliases = env_host_names("WVD_GATEWAY_ALIASES")
+    defaults = [host, *aliases, listen[0], *([web_listen[0]] if web_listen else []), "localhost", "127.0.0.1"]
+    names = [host_name("WVD_GATEWAY_PUBLIC_HOST" if index == 0 else "WVD_GATEWAY_LISTEN/WVD_WEB_LISTEN", value)
+             for index, value in enumerate(defaults) if value.strip("[]") not in WILDCARD_HOSTS]
+    explicit = env_host_names("WVD_GATEWAY_TLS_NAMES")
     return {
         "GATEWAY_PUBLIC_HOST": host,
         "GATEWAY_PUBLIC_PORT": port,
-        "GATEWAY_TLS_NAMES": env_list("WVD_GATEWAY_TLS_NAMES", list(dict.fromkeys([host, "localhost", "127.0.0.1"]))),
+        "GATEWAY_ALIASES": aliases,
+        "GATEWAY_TLS_NAMES": explicit or list(dict.fromkeys(names)),
         "FEED_PUBLISHER_ID": env_str("WVD_FEED_PUBLISHER_ID") or host,
     }

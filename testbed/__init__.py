@@ -1,7 +1,7 @@
 """The process harness the tests and the benchmarks share: real processes on loopback, stopped by their ids.
 
-* ``processes``: the control plane as real processes (``ControlPlane``: migrate, ``serve``, and a Celery
-  worker with Redis), each on a fresh data dir and database.
+* ``processes``: the control plane as real processes (``ControlPlane``: migrate, ``serve`` on HTTPS, and a
+  Celery worker with Redis), each on a fresh data dir and database; its clients trust the plane's own CA.
 * ``ports``: free loopback ports, and who listens on one (read from /proc).
 * ``lifecycle``: start a child in its own process group with its output in a log file; stop it, its group
   and its descendants.

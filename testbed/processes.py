@@ -5,6 +5,10 @@ default, or, when this test process runs with ``WVD_DATABASE_URL`` pointing at P
 database ``wvd_e2e_<random>`` on that server, dropped on stop. With ``WVD_REDIS_URL`` set the plane uses
 that Redis (channel layer, cache, Celery broker) under a namespace of its own (WVD_REDIS_NAMESPACE),
 so planes running at once never take each other's tasks or messages; Redis is never flushed.
+
+The web side speaks HTTPS like `serve`'s default, with the certificate `serve` has our CA issue; the
+harness trusts that CA only (``ssl_context()``, from the plane's data dir), never "any certificate". With
+``WVD_WEB_TLS=off`` in ``extra_env`` or ``--web-plain`` in ``serve_args`` it speaks plain HTTP.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import http.client
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
+from testbed.api import call
 from testbed.lifecycle import group_members, read_log, start_logged, stop_group
 from testbed.ports import free_port
 
@@ -63,8 +69,9 @@ def maintenance_url(server_url: str) -> str:
 class ControlPlane:
     """The control plane started as real processes; a context manager, or call start()/stop().
 
-    After start: ``base_url``, ``ws_url``, ``port``, ``gateway_port``, ``env`` (the processes' environment),
-    ``data_dir``, ``manage(*args)`` to run management commands in that same environment, ``logs()``.
+    After start: ``base_url`` (https://), ``ws_url`` (wss://), ``ca_file`` and ``ssl_context()`` to trust it,
+    ``port``, ``gateway_port``, ``env`` (the processes' environment), ``data_dir``, ``manage(*args)`` to run
+    management commands in that same environment, ``get()`` and ``call()`` for requests, ``logs()``.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class ControlPlane:
         serve_args: Sequence[str] = (),
         start_timeout: float = 60.0,
         grace: float = 10.0,
+        web_ca_file: Path | None = None,
     ):
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="wvd-e2e-"))
@@ -82,6 +90,7 @@ class ControlPlane:
         self.serve_args = list(serve_args)
         self.start_timeout = start_timeout
         self.grace = grace
+        self.web_ca_file = web_ca_file  # the CA the web side's certificate chains to, when not the plane's own
         self.host = "127.0.0.1"
         self.port = 0
         self.gateway_port = 0
@@ -94,12 +103,28 @@ class ControlPlane:
 
     # --- addresses -----------------------------------------------------------------------------------
     @property
+    def tls(self) -> bool:
+        """Whether `serve` terminates TLS for the web side (its default)."""
+        plain = self.extra_env.get("WVD_WEB_TLS", "").strip().lower() in {"0", "false", "no", "off"}
+        return not (plain or "--web-plain" in self.serve_args)
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The plane's CA certificate (what GET /ca.pem serves), created by `serve` on its first start."""
+        return self.data_dir / "ca" / "ca.crt"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context trusting the plane's CA only (or ``web_ca_file``, for a plane given certificate
+        files), with host name checks; None for a plain plane."""
+        return ssl.create_default_context(cafile=str(self.web_ca_file or self.ca_file)) if self.tls else None
 
     @property
     def log_dir(self) -> Path:
@@ -178,13 +203,21 @@ class ControlPlane:
         self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10
     ) -> tuple[int, dict[str, str], bytes]:
         """GET ``path`` from the plane: ``(status, headers with lower-case names, body)``."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        if self.tls:
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context())
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request("GET", path, headers=dict(headers or {}))
             response = conn.getresponse()
             return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
         finally:
             conn.close()
+
+    def call(self, method: str, path: str, body: dict | None = None, token: str | None = None,
+             timeout: float = 30) -> tuple[int, object]:
+        """One JSON API request (testbed.api.call) trusting the plane's CA."""
+        return call(self.base_url, method, path, body, token, timeout=timeout, context=self.ssl_context())
 
     def logs(self) -> dict[str, str]:
         """Each process's output so far, by name (``serve``, ``worker``)."""
@@ -248,7 +281,7 @@ class ControlPlane:
             try:
                 self.get("/admin/login/", timeout=2)
                 return True
-            except OSError:
+            except OSError:  # not listening yet, or the CA file not written yet (FileNotFoundError)
                 time.sleep(0.1)
         return False
 

@@ -30,6 +30,45 @@ ALLOWED_HOSTS = env_list("WVD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 WEB_LISTEN = env_listen("WVD_WEB_LISTEN", "127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env_list("WVD_CSRF_TRUSTED_ORIGINS", [])
 
+# --- The web side over HTTPS (docs/deploy.md) ------------------------------------------------------
+# `serve` terminates TLS for its web listener unless WVD_WEB_TLS=off (or `serve --web-plain`), which is
+# for running behind a TLS-terminating proxy: the web side is HTTPS to its users either way.
+WEB_TLS = env_bool("WVD_WEB_TLS", True)
+# The web listener's certificate (with any intermediates after it) and key; unset: the gateway-tls
+# certificate our CA issues for the public names (WVD_GATEWAY_PUBLIC_HOST, WVD_GATEWAY_ALIASES, ...).
+WEB_CERT_FILE = env_str("WVD_WEB_CERT_FILE")
+WEB_KEY_FILE = env_str("WVD_WEB_KEY_FILE")
+if bool(WEB_CERT_FILE) != bool(WEB_KEY_FILE):
+    raise ImproperlyConfigured("set both WVD_WEB_CERT_FILE and WVD_WEB_KEY_FILE, or neither")
+# Cookies never travel in clear text: the web side is HTTPS, at `serve` or at the proxy in front of it.
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+# A proxy that terminated TLS says so in X-Forwarded-Proto; core.proxyheaders drops the header unless the
+# peer is one of WVD_TRUSTED_PROXIES, so nobody else can make a plain request look secure.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Browsers remember to use HTTPS for this long (sent on HTTPS responses only; 0: not sent). Browsers
+# ignore it for IP addresses; for a host name it holds for every port of that name.
+SECURE_HSTS_SECONDS = env_int("WVD_HSTS_SECONDS", 365 * 24 * 3600, minimum=0, maximum=2 * 365 * 24 * 3600)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# django-csp: the portal, the user page and the admin load scripts and styles from our own static files
+# only (no inline script or style anywhere in templates/). The API docs page relaxes it for itself
+# (wvdportal/urls.py). connect-src 'self' covers the live-update WebSocket of the same origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -43,6 +82,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     # Before core: its failed-sign-in log reads what axes has just counted (core.throttle).
     "axes",
     "core",
@@ -54,7 +94,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: X-Forwarded-Proto is dropped unless a trusted proxy sent it, before anything reads is_secure().
+    "core.proxyheaders.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -212,9 +255,12 @@ API_TOKEN_DEFAULT_LIFETIME = timedelta(hours=env_int("WVD_API_TOKEN_HOURS", 1, m
 GATEWAY_LISTEN = env_listen("WVD_GATEWAY_LISTEN", "127.0.0.1:8443")
 # WVD_GATEWAY_PUBLIC_HOST/PORT, WVD_GATEWAY_TLS_NAMES and WVD_FEED_PUBLISHER_ID default to the listen
 # address (`serve --gateway-listen` moves them along): core.environment.gateway_addresses.
-_GATEWAY_ADDRESSES = gateway_addresses(GATEWAY_LISTEN)
+_GATEWAY_ADDRESSES = gateway_addresses(GATEWAY_LISTEN, WEB_LISTEN)
 GATEWAY_PUBLIC_HOST = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_HOST"]
 GATEWAY_PUBLIC_PORT = _GATEWAY_ADDRESSES["GATEWAY_PUBLIC_PORT"]
+# More names clients reach the gateway (and the web side) by, comma-separated DNS names or IP addresses:
+# the certificate issued by our CA names them all.
+GATEWAY_ALIASES = _GATEWAY_ADDRESSES["GATEWAY_ALIASES"]
 GATEWAY_REGION = env_str("WVD_GATEWAY_REGION")
 # The gateway's TLS certificate and key files; unset: a gateway-tls certificate issued by our CA.
 GATEWAY_CERT_FILE = env_str("WVD_GATEWAY_CERT_FILE")
@@ -275,7 +321,7 @@ if CERTIFICATE_RENEWAL_WINDOW >= min(CERTIFICATE_LIFETIMES.values()):
         f"lifetime (the shortest is {min(CERTIFICATE_LIFETIMES.values()).days} days)"
     )
 # Subjects of the server-side certificates load_server_credentials() issues by itself; the first
-# gateway name is also the certificate's common name.
+# gateway name (the public host, unless WVD_GATEWAY_TLS_NAMES says otherwise) is the common name.
 FEED_SIGNING_COMMON_NAME = env_str("WVD_FEED_SIGNING_NAME", "WVD Feed Signing") or "WVD Feed Signing"
 GATEWAY_TLS_NAMES = _GATEWAY_ADDRESSES["GATEWAY_TLS_NAMES"]
 CONNECTION_TICKET_LIFETIME = timedelta(

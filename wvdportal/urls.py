@@ -4,9 +4,10 @@ Each app's ``urls.py`` holds its own full paths (the feed, for example, serves b
 ``/api/v1/feed/``), so the root mounts them all at ``""``. The REST API's resources share one router,
 so the API root at ``/api/v1/`` lists every app's endpoints.
 """
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from broker.api.views import (
@@ -47,5 +48,8 @@ urlpatterns = [
     path("", include("portal.urls")),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view loads Swagger UI's start-up script from a URL, not inline; its template still has one
+    # <style> block and Swagger UI shows data: images, so this page alone allows those.
+    path("api/docs/", csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["data:"]})(
+        SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"),
 ]

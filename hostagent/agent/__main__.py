@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--token", required=True, help="the host pool's registration token")
     reg.add_argument("--name", default=socket.gethostname(), help="this host's name (default: the host name)")
     reg.add_argument("--state-dir", type=Path, default=default_state_dir())
-    reg.add_argument("--ca-file", type=Path, help="CA bundle to trust for an https:// server (default: system)")
+    trust = reg.add_mutually_exclusive_group()
+    trust.add_argument("--ca-file", type=Path, help="CA bundle to trust for an https:// server (default: system)")
+    trust.add_argument("--ca-fingerprint", metavar="SHA256",
+                       help="trust the server's /ca.pem only if its SHA-256 fingerprint is this one "
+                            "(`serve` prints it; AB:CD:... or plain hex)")
 
     run = commands.add_parser("run", help="keep the host channel open")
     run.add_argument("--state-dir", type=Path, default=default_state_dir())
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("wvd-agent")
     if args.command == "register":
         try:
-            state = register(args.server, args.token, args.name, args.state_dir, ca_file=args.ca_file)
+            state = register(args.server, args.token, args.name, args.state_dir, ca_file=args.ca_file,
+                             ca_fingerprint=args.ca_fingerprint)
         except RegistrationFailed as exc:
             log.error("registration failed: %s", exc)
             return exc.exit_code

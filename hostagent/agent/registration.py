@@ -1,8 +1,17 @@
-"""``register``: make a key, send a CSR with the pool's registration token, store what comes back."""
+"""``register``: make a key, send a CSR with the pool's registration token, store what comes back.
+
+A brand-new host must trust the server before it sends its token. Either it is given the CA (``--ca-file``,
+a copy of /ca.pem brought over a trusted path), or the CA's SHA-256 fingerprint (``--ca-fingerprint``, which
+`serve` prints and the portal shows): then /ca.pem is fetched without verification, accepted only if its
+fingerprint is the one given, and the registration itself is verified against it (pinning, like kubeadm's
+discovery hash). Without either, the system's trust store decides.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -13,7 +22,9 @@ from hostagent.agent import state as agent_state
 log = logging.getLogger("wvd-agent")
 
 REGISTER_PATH = "/api/v1/hostagent/register/"
+CA_PATH = "/ca.pem"
 MAX_RESPONSE_BYTES = 64 * 1024
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
 
 
 class RegistrationFailed(Exception):
@@ -25,18 +36,70 @@ class RegistrationFailed(Exception):
         self.exit_code = exit_code
 
 
+def parse_fingerprint(value: str) -> str:
+    """A SHA-256 fingerprint as lower-case hex: ``AB:CD:…`` (as ``serve`` and openssl print it) or plain hex,
+    optionally prefixed ``sha256:``; raises ValueError otherwise."""
+    text = value.strip().lower().removeprefix("sha256:").removeprefix("sha256=").replace(":", "")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"{value!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return text
+
+
+def fetch_pinned_ca(server: str, fingerprint: str, *, timeout: float = 30.0) -> str:
+    """The server's /ca.pem, fetched before anything is trusted and accepted only if its SHA-256 fingerprint
+    is ``fingerprint``: its integrity comes from the pin, not from the connection."""
+    try:
+        wanted = parse_fingerprint(fingerprint)
+    except ValueError as exc:
+        raise RegistrationFailed(str(exc), 2) from None
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # nothing is believed from this connection but bytes we check
+    try:
+        with urllib.request.urlopen(server + CA_PATH, timeout=timeout, context=unverified) as response:
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistrationFailed(f"Cannot fetch {server}{CA_PATH}: {getattr(exc, 'reason', exc)}", 1) from None
+    match = _PEM_CERTIFICATE.search(body[:MAX_RESPONSE_BYTES])
+    if match is None:
+        raise RegistrationFailed(f"{server}{CA_PATH} is not a PEM certificate.", 1)
+    pem = match.group(0).decode("ascii", "replace") + "\n"
+    try:
+        got = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    except ValueError:
+        raise RegistrationFailed(f"{server}{CA_PATH} is not a PEM certificate.", 1) from None
+    if got != wanted:
+        raise RegistrationFailed(f"The CA served at {server}{CA_PATH} has the fingerprint {_colons(got)}, not the "
+                                 f"{_colons(wanted)} you gave: not registering (wrong server, or someone in "
+                                 "between).", 1)
+    log.info("the server's CA matches the fingerprint given; trusting it")
+    return pem
+
+
+def _colons(hex_digest: str) -> str:
+    return ":".join(hex_digest[i:i + 2] for i in range(0, len(hex_digest), 2)).upper()
+
+
 def register(server: str, token: str, name: str, state_dir: Path, *, ca_file: Path | None = None,
-             timeout: float = 60.0) -> agent_state.AgentState:
+             ca_fingerprint: str | None = None, timeout: float = 60.0) -> agent_state.AgentState:
     """Register this host as ``name`` and store its credentials in ``state_dir``."""
     try:
         server = agent_state.normalise_server_url(server)
     except ValueError as exc:
         raise RegistrationFailed(str(exc), 2) from None
+    if ca_file and ca_fingerprint:
+        raise RegistrationFailed("Give --ca-file or --ca-fingerprint, not both.", 2)
+    if ca_fingerprint and not server.startswith("https://"):
+        raise RegistrationFailed("--ca-fingerprint pins the CA of an https:// server; this one is not.", 2)
+    pinned_ca = fetch_pinned_ca(server, ca_fingerprint, timeout=timeout) if ca_fingerprint else None
     key = agent_state.new_key()
     body = json.dumps({"token": token, "name": name, "csr": agent_state.make_csr(key, name)}).encode()
     request = urllib.request.Request(server + REGISTER_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if pinned_ca is not None:
+        context = ssl.create_default_context(cadata=pinned_ca)
+    else:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             answer = _read_json(response.read(MAX_RESPONSE_BYTES + 1))

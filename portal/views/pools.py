@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from broker.models import HostPool, SessionHost
+from core import ca
 from portal import forms, live, overview
 from portal.access import staff_required
 from portal.views.generic import ObjectEditView
@@ -80,7 +82,7 @@ def pool_token(request: HttpRequest, pk: int) -> HttpResponse:
              expires_at.isoformat())
     context = _pool_context(pool)
     context.update(new_token=token, token_expires_at=expires_at, server_url=_server_url(request),
-                   fragments_url=reverse("portal:pool-detail", args=[pool.pk]),
+                   ca_fingerprint=_ca_pin(request), fragments_url=reverse("portal:pool-detail", args=[pool.pk]),
                    suggested_host_name=f"{pool.name}-{len(context['hosts']) + 1:02d}"[:63])
     response = render(request, "portal/pool_detail.html", context)
     response["Cache-Control"] = "no-store"
@@ -89,6 +91,14 @@ def pool_token(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _server_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/").rstrip("/")
+
+
+def _ca_pin(request: HttpRequest) -> str:
+    """The CA fingerprint a new host pins to trust this server on its first contact (register
+    --ca-fingerprint), when `serve` presents our CA's certificate; empty when the web side's certificate is
+    another's (given files, or a TLS proxy's), which the host's own trust store must vouch for."""
+    ours = request.is_secure() and settings.WEB_TLS and not settings.WEB_CERT_FILE and ca.ca_exists()
+    return ca.ca_fingerprint() if ours else ""
 
 
 @staff_required

@@ -90,12 +90,21 @@ def test_the_host_pool_schema_never_mentions_the_token_hash(schema):
     assert "registration_token_hash" not in str(schema["components"]["schemas"]["HostPool"])
 
 
-def test_the_docs_page_renders(db):
+def test_the_docs_page_renders_with_its_start_up_script_from_a_url_not_inline(db):
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     page = response.content.decode()
     assert "swagger-ui" in page
-    assert "/api/schema/" in page
+    assert '<script src="/api/docs/?script="></script>' in page
+    script = APIClient().get("/api/docs/?script=")
+    assert script.status_code == 200 and "/api/schema/" in script.content.decode()
+
+
+def test_the_docs_page_alone_allows_its_inline_style_and_data_images(db):
+    docs = APIClient().get("/api/docs/")["Content-Security-Policy"]
+    portal = APIClient().get("/accounts/login/")["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-inline'" in docs and "img-src 'self' data:" in docs
+    assert "script-src 'self';" in docs + ";" and "unsafe-inline" not in portal
 
 
 def test_the_docs_page_static_files_are_served(db):

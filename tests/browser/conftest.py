@@ -5,11 +5,18 @@ browser download (`playwright install`) is never used.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
+import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from testbed.processes import REPO_ROOT, ControlPlane
@@ -46,18 +53,34 @@ def pytest_collection_modifyitems(config, items) -> None:
 # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it
 # is open, which would break every asyncio test that runs after the browser modules.
 @pytest.fixture(scope="module")
-def chromium() -> Iterator:
+def chromium(plane) -> Iterator:
     reason = _missing()
     if reason:
         pytest.skip(f"browser test skipped: {reason}")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    # The plane serves https with a certificate from its own CA. Chromium takes no CA file; it is told to
+    # accept exactly the key of that one certificate (pinned by its SPKI hash), nothing else.
+    # Playwright's own HTTP client (page.request) runs in its Node driver, which trusts NODE_EXTRA_CA_CERTS.
+    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(plane)}"]
+    before = os.environ.get("NODE_EXTRA_CA_CERTS")
+    os.environ["NODE_EXTRA_CA_CERTS"] = str(plane.ca_file)
+    manager = sync_playwright()
+    try:
+        playwright = manager.start()  # the driver starts now, with the variable
+    finally:
+        if before is None:
+            del os.environ["NODE_EXTRA_CA_CERTS"]
+        else:
+            os.environ["NODE_EXTRA_CA_CERTS"] = before
+    try:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         try:
             yield browser
         finally:
             browser.close()
+    finally:
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +102,14 @@ def plane(tmp_path_factory) -> Iterator[ControlPlane]:
         control_plane.stop()
 
 
+def spki_hash(plane: ControlPlane) -> str:
+    """Base64 of the SHA-256 of the web certificate's SubjectPublicKeyInfo, as Chromium's flag wants it."""
+    pem = ssl.get_server_certificate((plane.host, plane.port), ca_certs=str(plane.ca_file))
+    spki = x509.load_pem_x509_certificate(pem.encode()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 @pytest.fixture
 def context(chromium) -> Iterator:
     ctx = chromium.new_context(viewport=VIEWPORT, accept_downloads=True, color_scheme="light",
@@ -92,7 +123,14 @@ def context(chromium) -> Iterator:
 
 @pytest.fixture
 def page(context):
-    return context.new_page()
+    """A page whose test fails if the browser blocked anything under the Content-Security-Policy: the
+    policy allows no inline script or style, and this is where a real browser says whether we kept to it."""
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    yield page
+    assert violations == [], violations
 
 
 def sign_in(page, plane: ControlPlane, username: str, next_path: str = "/portal/") -> None:
@@ -112,8 +150,13 @@ def screenshot(page, name: str) -> Path:
     """Save a viewport-sized PNG of the page as docs/screenshots/<name>.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    # Icons load lazily, after the load event: wait for every image, so no tile is shot blank.
-    page.wait_for_function("Array.from(document.images).every(image => image.complete)")
+    # Icons load lazily, after the load event: wait for every image, so no tile is shot blank. Polled from
+    # here: wait_for_function evaluates its predicate with eval(), which the pages' CSP forbids (no
+    # 'unsafe-eval'), while evaluate() runs through the DevTools protocol.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not page.evaluate("() => Array.from(document.images).every(image => image.complete)"):
+        assert time.monotonic() < deadline, f"images still loading on {page.url}"
+        page.wait_for_timeout(50)
     page.screenshot(path=str(path), full_page=False, animations="disabled", caret="hide")
     return path
 

@@ -3,7 +3,9 @@ assignment, adding a host with the token and agent commands the page shows (it a
 it; forms keep what was typed, stale pages say so, every form carries its CSRF token."""
 from __future__ import annotations
 
+import hashlib
 import re
+import ssl
 import subprocess
 import sys
 
@@ -33,8 +35,11 @@ def test_an_admin_builds_a_pool_with_a_desktop_adds_a_host_and_drains_it(page, p
     page.get_by_label("Host name").fill("branch-01")
     command = page.locator("#register-command").inner_text()
     token = page.locator("#registration-token").input_value()
+    # The CA's fingerprint pins the first contact: the new host trusts nothing it has not checked.
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(plane.ca_file.read_text())).hexdigest().upper()
+    pin = ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2))
     assert command == (f"python -m hostagent.agent register --server {plane.base_url} --token {token} "
-                       "--name branch-01")
+                       f"--name branch-01 --ca-fingerprint {pin}")
     assert page.locator("#run-command").inner_text() == "python -m hostagent.agent run"
     arguments = command.split()[1:] + ["--state-dir", str(tmp_path / "agent")]
     registered = subprocess.run([sys.executable, *arguments], cwd=REPO_ROOT, capture_output=True, text=True,

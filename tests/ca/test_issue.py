@@ -51,12 +51,34 @@ def test_it_issues_from_a_csr_with_the_extended_key_usage_of_the_purpose(root, r
     assert cert.serial_number.bit_length() <= 128
 
 
-def test_server_certificates_carry_their_dns_and_ip_names(root):
-    record = ca.issue_from_csr(make_csr("gw.example.net"), "gateway-tls", common_name="gw.example.net",
-                               dns_names=["GW.example.net", "192.0.2.10"])
+@pytest.mark.parametrize("purpose", ["gateway-tls", "host-rdp"])
+def test_server_certificates_name_addresses_as_ip_sans_and_in_dns_form_for_freerdp(root, purpose):
+    # FreeRDP's name check reads the CN and DNS SANs only: an address must be a DNS SAN too.
+    record = ca.issue_from_csr(make_csr("gw.example.net"), purpose, common_name="gw.example.net",
+                               dns_names=["GW.example.net", "192.0.2.10", "2001:db8::7"])
     names = _cert(record).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == ["gw.example.net"]
-    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.0.2.10")]
+    assert names.get_values_for_type(x509.DNSName) == ["gw.example.net", "192.0.2.10", "2001:db8::7"]
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.0.2.10"),
+                                                         ipaddress.ip_address("2001:db8::7")]
+
+
+def test_certificates_that_are_not_tls_servers_get_no_dns_form_of_an_address(root):
+    record = ca.issue_from_csr(make_csr("agent"), "host-agent", common_name="agent", dns_names=["192.0.2.10"])
+    names = _cert(record).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(names) == [x509.IPAddress(ipaddress.ip_address("192.0.2.10"))]
+
+
+def test_a_csr_may_ask_for_the_dns_form_of_an_allowed_address(root):
+    csr = make_csr("sh-01", dns_names=["192.0.2.10"], ips=[ipaddress.ip_address("192.0.2.10")])
+    record = ca.issue_from_csr(csr, "host-rdp", common_name="sh-01", dns_names=["192.0.2.10"])
+    assert record.purpose == "host-rdp"
+
+
+def test_a_csr_asking_for_the_dns_form_of_another_address_is_refused(root):
+    csr = make_csr("sh-01", dns_names=["192.0.2.99"])
+    with pytest.raises(ca.CSRRejected, match="192.0.2.99"):
+        ca.issue_from_csr(csr, "host-rdp", common_name="sh-01", dns_names=["192.0.2.10"])
+    assert not _leaves().exists()
 
 
 def test_serials_are_random_and_distinct(root):
@@ -205,8 +227,25 @@ def test_load_server_credentials_issues_once_then_returns_the_same_pair(root, se
     assert again == cert
     assert again_key.private_numbers() == key.private_numbers()
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == ["gw.example.net"]
+    assert names.get_values_for_type(x509.DNSName) == ["gw.example.net", "192.0.2.10"]
     assert Certificate.objects.filter(purpose="gateway-tls").count() == 1
+
+
+def test_load_server_credentials_replaces_a_certificate_naming_an_address_only_as_an_ip_san(root, settings):
+    # What earlier releases issued: FreeRDP cannot match 192.0.2.10 against it, so it is not reused.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    old = ca._issue(key.public_key(), ca.CertificatePurpose.GATEWAY_TLS, "gw.example.net",
+                    [x509.DNSName("gw.example.net"), x509.IPAddress(ipaddress.ip_address("192.0.2.10"))],
+                    timedelta(days=90))
+    ca.store_server_key(old, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    settings.GATEWAY_TLS_NAMES = ["gw.example.net", "192.0.2.10"]
+
+    cert, _ = ca.load_server_credentials("gateway-tls")
+
+    assert ca.serial_hex(cert) != old.serial_number
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert x509.DNSName("192.0.2.10") in names
 
 
 def test_load_server_credentials_issues_a_new_certificate_when_the_names_change(root, settings):

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from testbed.api import call
 from testbed.lifecycle import read_log, start_logged, stop_group
 from testbed.processes import REPO_ROOT, ControlPlane
 from testbed.xrdp import XrdpServer, Xvfb, run_xfreerdp
@@ -44,7 +43,7 @@ class Estate:
     logs: dict[str, Path] = field(default_factory=dict)
 
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, object]:
-        return call(self.plane.base_url, method, path, body, token or self.admin_token)
+        return self.plane.call(method, path, body, token or self.admin_token)
 
     def failure_report(self) -> str:
         """Every process's log, for a failed test's report (tests/e2e/fixtures.py's hook reads this)."""
@@ -86,7 +85,7 @@ class Estate:
         assert status == 200, feed
         desktops = [r for r in feed if r["type"].lower() == "desktop"]
         request = urllib.request.Request(desktops[0]["rdp_url"], headers={"Authorization": f"Bearer {self.user_token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=self.plane.ssl_context()) as response:
             assert response.headers["Content-Type"].startswith("application/x-rdp")
             data = response.read()
         path.write_bytes(data)
@@ -114,7 +113,7 @@ class Estate:
 
 
 def sign_in(plane: ControlPlane, username: str, password: str) -> str:
-    status, body = call(plane.base_url, "POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)
+    status, body = plane.call("POST", "/api/v1/auth/token/", {"username": username, "password": password}, None)
     assert status == 201, body
     return body["token"]
 
@@ -138,7 +137,7 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         admin_token = sign_in(plane, "e2e-admin", PORTAL_PASSWORD)
 
         def api(method: str, path: str, body: dict | None = None) -> dict:
-            status, answer = call(plane.base_url, method, path, body, admin_token)
+            status, answer = plane.call(method, path, body, admin_token)
             assert status in (200, 201), (method, path, status, answer)
             return answer
 
@@ -162,7 +161,7 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         state_dir = data_dir / "agent-state"
         registered = subprocess.run(
             [sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url, "--token", token,
-             "--name", "e2e-host", "--state-dir", str(state_dir)],
+             "--name", "e2e-host", "--state-dir", str(state_dir), "--ca-file", str(plane.ca_file)],
             env=plane.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         )
         assert registered.returncode == 0, registered.stderr

@@ -6,7 +6,6 @@ import urllib.request
 
 import pytest
 
-from testbed.api import call
 from testbed.ports import free_port
 from testbed.processes import ControlPlane
 from wire import rdpfile
@@ -39,12 +38,12 @@ def test_gateway_listen_alone_moves_the_address_in_files_and_connect_orders(tmp_
     try:
         plane.manage("shell", "-c", SETUP)
         instances = json.loads(plane.manage("shell", "-c", INSTANCES).stdout.strip().splitlines()[-1])
-        status, signed_in = call(plane.base_url, "POST", "/api/v1/auth/token/",
-                                 {"username": "alice", "password": "correct-horse-battery"})
+        status, signed_in = plane.call("POST", "/api/v1/auth/token/",
+                                       {"username": "alice", "password": "correct-horse-battery"})
         assert status == 201, signed_in
         request = urllib.request.Request(plane.base_url + "/feed/rdp/dag-s/desktop.rdp",
                                          headers={"Authorization": f"Bearer {signed_in['token']}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=plane.ssl_context()) as response:
             settings = rdpfile.read_settings(rdpfile.decode(response.read()))
     finally:
         plane.stop()

@@ -117,7 +117,7 @@ def start_agent(state_dir: Path, rdp_port: int, log: Path) -> subprocess.Popen:
 
 
 def api_post(plane: ControlPlane, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
-    connection = http.client.HTTPConnection(plane.host, plane.port, timeout=60)
+    connection = http.client.HTTPSConnection(plane.host, plane.port, timeout=60, context=plane.ssl_context())
     try:
         connection.request("POST", path, body=json.dumps(body or {}),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -141,6 +141,7 @@ def test_agents_register_heartbeat_go_unavailable_come_back_and_answer_commands(
 
     # A wrong token: a clear refusal and exit code 2.
     refused = subprocess.run([sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url,
+                              "--ca-file", str(plane.ca_file),
                               "--token", "wvdreg_not-the-token", "--name", "e2e-host-1",
                               "--state-dir", str(tmp_path / "refused")],
                              env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
@@ -150,11 +151,13 @@ def test_agents_register_heartbeat_go_unavailable_come_back_and_answer_commands(
     for name in names:
         registered = subprocess.run(
             [sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url,
+             "--ca-file", str(plane.ca_file),
              "--token", registration_token, "--name", name, "--state-dir", str(tmp_path / name)],
             env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert registered.returncode == 0, registered.stderr + plane.failure_report()
     # The same name again with the same token (a copied token on another machine): refused, the host stays.
     again = subprocess.run([sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url,
+                            "--ca-file", str(plane.ca_file),
                             "--token", registration_token, "--name", "e2e-host-1",
                             "--state-dir", str(tmp_path / "impostor")],
                            env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
@@ -222,7 +225,7 @@ def test_an_oversized_frame_on_the_host_channel_is_refused_with_our_close_code(p
 
     async def send_too_much() -> tuple[list[dict], int | None]:
         messages = []
-        async with websockets.connect(plane.ws_url + "/ws/hostagent/", max_size=None) as ws:
+        async with websockets.connect(plane.ws_url + "/ws/hostagent/", max_size=None, ssl=plane.ssl_context()) as ws:
             messages.append(json.loads(await ws.recv()))  # the challenge
             await ws.send(json.dumps({"type": "shutdown", "reason": "x" * hostchannel.MAX_FRAME_BYTES}))
             try:

@@ -49,6 +49,17 @@ def run_manage(args: list[str], env_overrides: dict[str, str], tmp_path: Path) -
         ("WVD_TRUSTED_PROXIES", "10.0.0.1/8"),
         ("WVD_TRUSTED_PROXIES", "2001:db8::/129"),
         ("WVD_SIGNIN_MAX_FAILURES_PER_USER", "5"),
+        ("WVD_GATEWAY_ALIASES", "gw.example.net,,rdp.example.net"),
+        ("WVD_GATEWAY_ALIASES", "gw.example.net,not a name"),
+        ("WVD_GATEWAY_ALIASES", "https://gw.example.net"),
+        ("WVD_GATEWAY_ALIASES", "gw_1.example.net"),
+        ("WVD_GATEWAY_ALIASES", "10.0.0.0/8"),
+        ("WVD_GATEWAY_PUBLIC_HOST", "gw.example.net:443"),
+        ("WVD_GATEWAY_TLS_NAMES", "*.example.net"),
+        ("WVD_WEB_TLS", "maybe"),
+        ("WVD_HSTS_SECONDS", "-1"),
+        ("WVD_HSTS_SECONDS", "one year"),
+        ("WVD_WEB_CERT_FILE", "/etc/ssl/web.pem"),  # without WVD_WEB_KEY_FILE
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(name, value, tmp_path):

@@ -44,4 +44,4 @@ class Command(BaseCommand):
     @staticmethod
     def _describe(record) -> str:
         return (f"{record.subject}, valid until {record.not_after:%Y-%m-%d}, "
-                f"SHA-256 fingerprint {record.fingerprint_sha256}")
+                f"SHA-256 fingerprint {ca.format_fingerprint(record.fingerprint_sha256)}")

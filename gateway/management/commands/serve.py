@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from channels.routing import get_default_application
@@ -22,7 +24,7 @@ from core.environment import gateway_addresses, parse_listen
 from gateway.periodic import run_beat_schedule
 from gateway.relay import Rendezvous
 from gateway.server import GatewayConfig, GatewayServer
-from gateway.tls import server_ssl_context
+from gateway.tls import server_ssl_context, web_endpoint, write_web_credentials
 
 log = logging.getLogger("gateway.serve")
 
@@ -34,21 +36,25 @@ class Command(BaseCommand):
         parser.add_argument("--listen", help="web host:port (default: WVD_WEB_LISTEN)")
         parser.add_argument("--gateway-listen", help="RD Gateway host:port (default: WVD_GATEWAY_LISTEN)")
         parser.add_argument("--no-gateway", action="store_true", help="serve the web side only")
+        parser.add_argument("--web-plain", action="store_true",
+                            help="serve the web side without TLS, behind a TLS-terminating proxy (WVD_WEB_TLS=off)")
 
     def handle(self, *args, listen: str | None = None, gateway_listen: str | None = None,
-               no_gateway: bool = False, **options) -> None:
-        from daphne.endpoints import build_endpoint_description_strings
+               no_gateway: bool = False, web_plain: bool = False, **options) -> None:
         from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
         from twisted.internet import reactor
 
-        host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
-        gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
-                            else settings.GATEWAY_LISTEN)
-        if gateway_listen:
-            # What follows the listen address in settings follows the option too (unless set explicitly):
-            # the address in .rdp files and connect orders, the certificate's names, the publisher id.
-            for name, value in gateway_addresses((gw_host, gw_port)).items():
-                setattr(settings, name, value)
+        try:
+            host, port = parse_listen("--listen", listen) if listen else settings.WEB_LISTEN
+            gw_host, gw_port = (parse_listen("--gateway-listen", gateway_listen) if gateway_listen
+                                else settings.GATEWAY_LISTEN)
+            if gateway_listen or listen:
+                # What follows the listen addresses in settings follows the options too (unless set explicitly):
+                # the address in .rdp files and connect orders, the certificate's names, the publisher id.
+                for name, value in gateway_addresses((gw_host, gw_port), (host, port)).items():
+                    setattr(settings, name, value)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
         public_host = settings.GATEWAY_PUBLIC_HOST
         public_host = f"[{public_host}]" if ":" in public_host else public_host
@@ -62,21 +68,43 @@ class Command(BaseCommand):
             if not settings.REDIS_URL:
                 loop.create_task(run_beat_schedule())
 
-        self.stdout.write(f"Serving on http://{host}:{port}/ (admin /admin/, API /api/v1/, docs /api/docs/)")
-        if gateway is not None:
-            self.stdout.write(f"RD Gateway on https://{gw_host}:{gw_port}/remoteDesktopGateway/ "
-                              f"(instance {instance_name}, hosts dial {relay_url})")
-        Server(
-            application=get_default_application(),  # settings.ASGI_APPLICATION: every app's routes
-            endpoints=build_endpoint_description_strings(host=host, port=port),
-            signal_handlers=True,
-            action_logger=None,
-            http_timeout=None,
-            websocket_timeout=86400,
-            ping_interval=20,
-            ping_timeout=30,
-            ready_callable=started,
-        ).run()
+        web_tls = settings.WEB_TLS and not web_plain
+        try:
+            ca.ensure_ca()
+        except ca.CAError as exc:
+            raise CommandError(str(exc)) from None
+        with tempfile.TemporaryDirectory(prefix="wvd-web-tls-") as credentials_dir:
+            # Twisted reads the certificate and key from files when it starts listening: they live in a
+            # private directory (0700) for as long as `serve` runs.
+            endpoint = web_endpoint(host, port, self.web_credentials(Path(credentials_dir)) if web_tls else None)
+            web_host = f"[{host}]" if ":" in host else host
+            where = "(admin /admin/, API /api/v1/, docs /api/docs/)"
+            if web_tls:
+                self.stdout.write(f"Serving on https://{web_host}:{port}/ {where}")
+            else:
+                self.stdout.write(f"Serving on http://{web_host}:{port}/ without TLS, for a TLS-terminating proxy {where}")
+            self.stdout.write(f"CA certificate: /ca.pem, SHA-256 fingerprint {ca.ca_fingerprint()} "
+                              "(check a downloaded copy against it)")
+            if gateway is not None:
+                self.stdout.write(f"RD Gateway on https://{gw_host}:{gw_port}/remoteDesktopGateway/ "
+                                  f"(instance {instance_name}, hosts dial {relay_url})")
+            Server(
+                application=get_default_application(),  # settings.ASGI_APPLICATION: every app's routes
+                endpoints=[endpoint],
+                signal_handlers=True,
+                action_logger=None,
+                http_timeout=None,
+                websocket_timeout=86400,
+                ping_interval=20,
+                ping_timeout=30,
+                ready_callable=started,
+            ).run()
+
+    def web_credentials(self, directory: Path) -> tuple[Path, Path, Path | None]:
+        try:
+            return write_web_credentials(directory)
+        except (ImproperlyConfigured, ca.CAError) as exc:
+            raise CommandError(str(exc)) from None
 
     def prepare_gateway(self, instance_name: str, relay_url: str):
         """Everything that needs the database before the loop runs: CA, TLS, the instance row."""

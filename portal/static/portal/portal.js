@@ -51,8 +51,9 @@
   if (hostName && registerCommand) {
     hostName.addEventListener("input", function () {
       var name = hostName.value.trim().replace(/[^A-Za-z0-9.-]/g, "") || "HOST_NAME";
+      var pin = registerCommand.dataset.caFingerprint;
       registerCommand.textContent = "python -m hostagent.agent register --server " + registerCommand.dataset.server +
-        " --token " + registerCommand.dataset.token + " --name " + name;
+        " --token " + registerCommand.dataset.token + " --name " + name + (pin ? " --ca-fingerprint " + pin : "");
     });
   }
 
