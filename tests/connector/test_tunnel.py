@@ -121,7 +121,7 @@ async def test_a_refused_setup_is_explained_with_its_error_code_and_message(bed:
         await connector.close()
     connection = await bed.last_connection()
     assert connection.error_code == "ConnectionFailedNoHealthyRdshAvailable"
-    assert (f"ConnectionFailedNoHealthyRdshAvailable (activity {connection.activity_id}) [4503]"
+    assert (f"ConnectionFailedNoHealthyRdshAvailable (activity {connection.activity_id}) [HTTP 503]"
             in caplog.text)
     assert describe("ConnectionFailedNoHealthyRdshAvailable").message in caplog.text
 
@@ -136,6 +136,7 @@ async def test_a_refused_ticket_is_explained(bed: Bed, gateway_tls, caplog):
     finally:
         writer.close()
         await connector.close()
-    assert "HTTP 401: ConnectionFailedTicketInvalid: " in caplog.text
-    assert "(activity -)" in caplog.text  # a forged ticket gets no record (gateway/preauth.py)
+    assert "ConnectionFailedTicketInvalid [HTTP 400]: " in caplog.text
+    assert describe("ConnectionFailedTicketInvalid").message in caplog.text
+    assert "(activity" not in caplog.text  # a forged ticket gets no record (gateway/preauth.py)
     assert await bed.last_connection() is None
