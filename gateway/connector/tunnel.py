@@ -115,8 +115,7 @@ class Connector:
             return
         except ssl.SSLCertVerificationError as error:
             log.error("the gateway's certificate is not trusted (%s); pass --ca-file with the control "
-                      "plane's CA (the portal serves it at /ca.pem), or --insecure to skip the check",
-                      error.verify_message or error)
+                      "plane's CA (the portal serves it at /ca.pem)", error.verify_message or error)
             return
         except (OSError, TimeoutError, InvalidHandshake) as error:
             log.error("cannot reach the gateway at %s:%s: %s", self.file.gateway_host, self.file.gateway_port,
