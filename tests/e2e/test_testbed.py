@@ -29,6 +29,7 @@ from testbed.xrdp import (
     trust_ca,
     with_cert_deny,
 )
+from tests.e2e.fixtures import needs_freerdp3
 
 BED_NAME = "xrdp-bed"  # the name the bed's certificate carries; clients dial 127.0.0.1 and name it
 
@@ -49,7 +50,7 @@ def direct(xrdp_server, password: str) -> list[str]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("client", [FREERDP2, FREERDP3])
+@pytest.mark.parametrize("client", [FREERDP2, pytest.param(FREERDP3, marks=needs_freerdp3)])
 def test_a_valid_login_runs_a_session_until_the_server_logs_the_user_off(xrdp_server, xvfb, bed_ca, client):
     seen = len(xrdp_server.log_text())
 
@@ -76,7 +77,7 @@ def test_a_wrong_password_never_gets_a_session(xrdp_server, xvfb, bed_ca):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("client", [FREERDP2, FREERDP3])
+@pytest.mark.parametrize("client", [FREERDP2, pytest.param(FREERDP3, marks=needs_freerdp3)])
 def test_xrdp_reads_its_certificate_per_connection_and_an_untrusted_one_is_refused(xrdp_server, xvfb, client,
                                                                                    tmp_path):
     ca_cert, ca_key = self_signed_certificate("xrdp bed test CA", ca=True)

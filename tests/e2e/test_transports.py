@@ -49,6 +49,7 @@ from testbed.xrdp import (
 # The estate (control plane, users, pools, a registered agent) is test_connection.py's, built the same
 # way for this module.
 from tests.e2e.estate import CHECKPOINTS, POOL_NAME, Estate, estate, install_stand_in_host_rdp_certificate, tampered  # noqa: F401
+from tests.e2e.fixtures import needs_freerdp3
 from wire import rdpfile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -95,11 +96,11 @@ class Way:
 
 WAYS = [
     pytest.param(Way(FREERDP2, "rdg-http"), id="freerdp2-legacy-http"),
-    pytest.param(Way(FREERDP3, "rdg-websocket"), id="freerdp3-rdp-file", marks=FREERDP3_MATRIX),
-    pytest.param(Way(FREERDP3, "rdg-http"), id="freerdp3-legacy-http", marks=FREERDP3_MATRIX),
-    pytest.param(Way(FREERDP3, "wst"), id="freerdp3-raw-websocket", marks=FREERDP3_MATRIX),
+    pytest.param(Way(FREERDP3, "rdg-websocket"), id="freerdp3-rdp-file", marks=[needs_freerdp3, FREERDP3_MATRIX]),
+    pytest.param(Way(FREERDP3, "rdg-http"), id="freerdp3-legacy-http", marks=[needs_freerdp3, FREERDP3_MATRIX]),
+    pytest.param(Way(FREERDP3, "wst"), id="freerdp3-raw-websocket", marks=[needs_freerdp3, FREERDP3_MATRIX]),
 ]
-GENERATIONS = [pytest.param(FREERDP2, id="freerdp2"), pytest.param(FREERDP3, id="freerdp3")]
+GENERATIONS = [pytest.param(FREERDP2, id="freerdp2"), pytest.param(FREERDP3, id="freerdp3", marks=needs_freerdp3)]
 
 
 def settled_connection(estate: Estate) -> dict:
@@ -270,6 +271,7 @@ def test_a_client_refuses_a_session_host_whose_certificate_another_ca_issued(
 # --- the raw WebSocket transport's refusals -------------------------------------------------------
 
 
+@needs_freerdp3
 def test_a_drained_pool_ends_freerdp3_on_the_raw_websocket_within_5_s_with_the_reason(estate: Estate, tmp_path):
     with drained(estate):
         rdp = tmp_path / "drained.rdp"
@@ -325,7 +327,7 @@ HOST_NAME_OPTION = f"/cert:name:{POOL_NAME}"
 
 
 @pytest.mark.parametrize("client", [pytest.param(FREERDP2, id="freerdp2"),
-                                    pytest.param(FREERDP3, id="freerdp3", marks=FREERDP3_MATRIX)])
+                                    pytest.param(FREERDP3, id="freerdp3", marks=[needs_freerdp3, FREERDP3_MATRIX])])
 def test_a_client_without_gateway_support_reaches_xrdp_through_the_connector(estate: Estate, client, tmp_path):
     rdp = tmp_path / "connector.rdp"
     estate.download_rdp(rdp)
