@@ -10,7 +10,7 @@ The 101 waits for the verdict. The ticket is checked, the broker places the conn
 host's reverse connection is awaited before the upgrade is answered, for up to ``UPGRADE_HOLD`` seconds,
 so a refusal is almost always a plain HTTP answer: FreeRDP 3.10 acts on those at once but ignores a
 WebSocket close after the upgrade and hangs until killed (its websocket.c answers the close frame and
-reads on). It waits ``TcpConnectTimeout`` (15 s by default) for the upgrade's answer (http.c), hence
+reads on; a FIN or a reset does not end it either). It waits ``TcpConnectTimeout`` (15 s by default) for the upgrade's answer (http.c), hence
 the hold's bound; a host still on its way then gets the 101 and pings, and a refusal after that can only
 be a close frame.
 
@@ -32,8 +32,11 @@ Answers (every refusal is also a failed Connection record with its documented er
   | 504 | 4504 | ConnectionFailedOrchestrationTimeout, ReverseConnectTimeout (no host arrived in time) |
   | 500 | 4500 | InternalError and any other code |
 
-* After the upgrade (only when the host takes longer than ``UPGRADE_HOLD``), a setup that fails closes
-  the WebSocket with the close code above and the reason ``<error code> activity <activity id>``.
+* After the upgrade (only when the host takes longer than ``UPGRADE_HOLD``), a setup that fails sends
+  one binary frame with an X.224 Disconnect Request (gateway/x224.py: the answer to the client's
+  Connection Request, which FreeRDP 3.10 acts on at once; it ignores a close frame, a FIN and a reset
+  alike), then closes the WebSocket with the close code above and the reason
+  ``<error code> activity <activity id>`` (which our connector shows; FreeRDP 3 shows no reason here).
 * Once the relay runs, either side ending closes the WebSocket with 1000.
 """
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import TYPE_CHECKING
 from websockets.datastructures import MultipleValuesError
 
 from broker.models import Connection
-from gateway import httpupgrade, records
+from gateway import httpupgrade, records, x224
 from gateway.relay import Side
 from gateway.transports.setup import ClientSetup
 from gateway.transports.stream import ClientStream
@@ -182,8 +185,10 @@ class RawClientEnd:
         # During setup the setup flow answers with the refusal's own status or close code.
 
     def refuse(self, refusal: records.Refusal) -> None:
-        """Tell the client why: an HTTP status before the upgrade, a close code after it."""
+        """Tell the client why: an HTTP status before the upgrade; after it, an X.224 Disconnect Request
+        as the answer to its Connection Request (what FreeRDP 3 acts on), then the close code."""
         if self.upgraded.is_set():
+            self.stream.write(self.ws.send_binary(x224.disconnect_request()))
             self.shut(close_code_for(refusal.code), close_reason_for(refusal))
         else:
             self.stream.write(build_refusal_response(refusal))

@@ -20,7 +20,7 @@ from websockets.protocol import Side as WsSide
 
 from broker.choices import ConnectionState, EndReason
 from core.tickets import revoke_ticket, verify_connection_ticket
-from gateway import rdg
+from gateway import rdg, x224
 from gateway.rdg import ReturnCode
 from gateway.records import as_hresult
 from gateway.transports import wst
@@ -614,11 +614,16 @@ async def test_raw_websocket_answers_504_before_the_upgrade_when_the_host_does_n
     assert (await bed.last_connection()).error_code == "ConnectionFailedReverseConnectTimeout"
 
 
-async def test_a_host_slower_than_the_hold_gets_the_upgrade_and_a_refusal_closes_with_4504(bed: Bed, monkeypatch):
+async def test_a_host_slower_than_the_hold_gets_the_upgrade_and_a_refusal_is_an_x224_disconnect_then_4504(
+        bed: Bed, monkeypatch):
     monkeypatch.setattr(wst, "UPGRADE_HOLD", 0.2)
     await bed.simulated.stop()
     bed.server.config.host_arrival_timeout = 1.0
     async with ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket())) as ws:
+        await ws.send(X224)  # the client's Connection Request, as FreeRDP sends it after the 101
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            answer = await ws.recv()
+        assert x224.is_disconnect_request(answer)  # what FreeRDP 3 acts on (it ignores the close)
         with pytest.raises(ConnectionClosedError):
             async with asyncio.timeout(RECEIVE_TIMEOUT):
                 await ws.recv()
