@@ -21,6 +21,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side, State
@@ -179,13 +180,10 @@ def freerdp2_websocket_key() -> str:
     return "".join(chr((random.getrandbits(8) | 0x40) & 0x5F) for _ in range(15))
 
 
-def client_tls_context() -> ssl.SSLContext:
-    # Loopback only, and the gateway's certificate comes from a CA the plane made a minute ago: the
-    # benchmark measures the relay, not certificate validation (the e2e tests cover that with FreeRDP).
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+def client_tls_context(ca_file: Path | str) -> ssl.SSLContext:
+    """Verify the server against ``ca_file`` only (the plane's /ca.pem, or a bench relay's own certificate),
+    as a real client does: the handshake costs the same, and nothing here ignores a certificate."""
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 class RdgStream:
@@ -199,11 +197,11 @@ class RdgStream:
 
     @classmethod
     async def open(cls, host: str, port: int, ticket: str, resource: str, *, rdp_port: int = 3389,
-                   client_name: str = "bench", ssl_context: ssl.SSLContext | None = None) -> RdgStream:
+                   client_name: str = "bench", ssl_context: ssl.SSLContext) -> RdgStream:
         """TLS, the upgrade and the TSGU setup; raises GatewayRefused when the gateway says no."""
         clock = time.perf_counter
         started = clock()
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context or client_tls_context(),
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context,
                                                        limit=READ_SIZE)
         stream: RdgStream | None = None
         try:

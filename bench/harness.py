@@ -160,6 +160,7 @@ class Estate:
     rdp: RdpFile | None = None
     admin_token: str = ""
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wvd-bench-")))
+    ca_file: Path | None = None  # the plane's CA from /ca.pem: what the bench's clients trust
 
     def __enter__(self) -> Estate:
         try:
@@ -182,6 +183,11 @@ class Estate:
                                 extra_env={"WVD_LOG_LEVEL": "INFO", **self.extra_env})
         self.plane.start()
         plane = self.plane
+        status, _, ca_pem = plane.get("/ca.pem")
+        if status != 200:
+            raise BenchError(f"GET /ca.pem: {status}")
+        self.ca_file = self.data_dir / "ca.pem"
+        self.ca_file.write_bytes(ca_pem)
         created = plane.manage("shell", "--no-imports", "-c", (
             "from django.contrib.auth import get_user_model; U = get_user_model();"
             f"U.objects.create_superuser('bench-admin', '', {PASSWORD!r});"
@@ -305,11 +311,12 @@ class Estate:
 
     async def open_session(self):
         """A new RD Gateway connection through this estate, set up as FreeRDP does it."""
-        from bench.clients import RdgStream
+        from bench.clients import RdgStream, client_tls_context
 
-        assert self.rdp is not None
+        assert self.rdp is not None and self.ca_file is not None
         rdp = self.rdp
-        return await RdgStream.open(rdp.gateway_host, rdp.gateway_port, rdp.ticket, rdp.resource)
+        return await RdgStream.open(rdp.gateway_host, rdp.gateway_port, rdp.ticket, rdp.resource,
+                                    ssl_context=client_tls_context(self.ca_file))
 
 # --- figures --------------------------------------------------------------------------------------
 

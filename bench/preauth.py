@@ -121,7 +121,8 @@ def sources(count: int, per_address: int) -> list[str]:
 async def load(estate: Estate, count: int, per_address: int, deadline: float) -> dict:
     assert estate.rdp is not None
     host, port = estate.rdp.gateway_host, estate.rdp.gateway_port
-    context = client_tls_context()
+    assert estate.ca_file is not None
+    context = client_tls_context(estate.ca_file)
     gate = asyncio.Semaphore(OPEN_PARALLEL)
     held = asyncio.Event()
     peers = [Unauthenticated(source) for source in sources(count, per_address)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import sys
 import tempfile
@@ -60,7 +61,8 @@ SLOW_READER_RATE = 10e6  # bytes/s
 
 
 def write_self_signed(directory: Path) -> tuple[Path, Path]:
-    """A throwaway certificate for websockify's TLS (generated here, never stored in the repository)."""
+    """A throwaway self-signed certificate for 127.0.0.1 (generated here, never stored in the repository);
+    the bench's clients trust it as their only CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -71,7 +73,10 @@ def write_self_signed(directory: Path) -> tuple[Path, Path]:
     now = datetime.now(timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-                   .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+                   .not_valid_after(now + timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / "websockify-cert.pem", directory / "websockify-key.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -118,7 +123,7 @@ class Contenders:
             "direct": lambda: TcpStream.open("127.0.0.1", port),
             "tcp relay": lambda: TcpStream.open("127.0.0.1", relay_port),
             "websockify (ws)": lambda: WebSocketStream.open("127.0.0.1", ws_port),
-            "websockify (wss)": lambda: WebSocketStream.open("127.0.0.1", wss_port, tls=client_tls_context()),
+            "websockify (wss)": lambda: WebSocketStream.open("127.0.0.1", wss_port, tls=client_tls_context(cert)),
             "gateway": estate.open_session,
         }
 

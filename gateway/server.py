@@ -31,7 +31,7 @@ from gateway.preauth import PreAuthGuard
 from gateway.relay import RelayResult, Rendezvous
 from gateway.transports import agentlink, rdg_legacy, rdg_websocket, wst
 from gateway.transports.setup import in_thread
-from gateway.transports.stream import READ_SIZE, ClientStream
+from gateway.transports.stream import READ_SIZE, ClientStream, describe_drop, is_ordinary_tls_end
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,10 @@ class GatewayServer:
         except HttpError as exc:
             stream.refuse(exc.status, exc.message)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
-            log.info("client %s dropped: %s", stream.address, exc.__class__.__name__)
+            if is_ordinary_tls_end(exc):
+                log.debug("client %s ended its TLS connection (%s)", stream.address, describe_drop(exc))
+            else:
+                log.info("client %s dropped: %s", stream.address, describe_drop(exc))
         except asyncio.CancelledError:
             # stop() ended this connection, or its pre-authentication deadline did (logged there). Finish
             # normally: on Python 3.11 asyncio's done-callback for a connection task logs an error when the

@@ -1,8 +1,14 @@
-"""A real RDP test bed: xrdp (Xvnc sessions) as the session host, FreeRDP 2's xfreerdp as the client.
+"""A real RDP test bed: xrdp (Xvnc sessions) as the session host, FreeRDP 2.11's ``xfreerdp`` or FreeRDP
+3.10's ``xfreerdp3`` as the client.
 
-Recipe and facts: PROTOCOLS.md §6. In short: xrdp and sesman run from a private copy of /etc/xrdp,
+Recipe and facts: PROTOCOLS.md §6 and §7. In short: xrdp and sesman run from a private copy of /etc/xrdp,
 the session's "window manager" is a script that sleeps N seconds, so a successful login ends with the
-server logging the user off and xfreerdp exiting with code 12 (ERRINFO_LOGOFF_BY_USER).
+server logging the user off and the client exiting with code 12 (ERRINFO_LOGOFF_BY_USER).
+
+Certificates are checked on both hops, as a user's client would: ``run_xfreerdp(..., ca_file=...)``
+installs a CA into the fresh HOME's FreeRDP certificate store and always passes ``/cert:deny``, so a
+certificate that does not verify ends the connection instead of prompting. xrdp presents the certificate
+at ``XrdpServer.rdp_cert_path`` (a throwaway self-signed one until a test or an agent installs another).
 
 Needs root (useradd, chpasswd, /run/xrdp) and the packages in ``INSTALL_HINT``.
 """
@@ -18,16 +24,26 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from testbed.lifecycle import descendants, pids_of_user, read_log, start_logged, stop_group, stop_pids
 from testbed.ports import free_port, is_listening, listener_processes
 
-REQUIRED_TOOLS = ("xrdp", "xrdp-sesman", "Xvnc", "xfreerdp", "Xvfb")
+REQUIRED_TOOLS = ("xrdp", "xrdp-sesman", "Xvnc", "xfreerdp", "Xvfb", "openssl")
 INSTALL_HINT = (
-    "apt-get install -y --no-install-recommends xrdp tigervnc-standalone-server freerdp2-x11 xvfb"
+    "apt-get install -y --no-install-recommends xrdp tigervnc-standalone-server freerdp2-x11 xvfb openssl"
 )
+# The two FreeRDP generations the suite runs: Debian bookworm's 2.11 and bookworm-backports' 3.10.
+FREERDP2 = "xfreerdp"
+FREERDP3 = "xfreerdp3"
+FREERDP3_INSTALL_HINT = "apt-get install -y --no-install-recommends -t bookworm-backports freerdp3-x11"
 XRDP_CONFIG_DIR = Path("/etc/xrdp")
 SOCKSETUP = Path("/usr/share/xrdp/socksetup")
 # xrdp reads sesman's address from /etc/xrdp/sesman.ini whatever -c says (PROTOCOLS.md §6), so our
@@ -38,7 +54,7 @@ TEST_USER = "wvde2e"
 # queue on this lock instead of failing.
 LOCK_PATH = Path(tempfile.gettempdir()) / "wvd-e2e-xrdp.lock"
 
-# xfreerdp exit codes the tests look for (FreeRDP 2.11 client/X11/xf_client.h).
+# xfreerdp exit codes the tests look for (client/X11/xf_client.h, the same in 2.11 and 3.10).
 EXIT_LOGOFF_BY_USER = 12  # the session ended on the server: login worked
 EXIT_TIMEOUT = 124  # `timeout` interrupted the client (e.g. left in xrdp's login-failed dialog)
 
@@ -111,11 +127,70 @@ def ensure_test_user(name: str = TEST_USER) -> tuple[str, str]:
     return name, password
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a key file only its owner can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def self_signed_certificate(common_name: str, dns_names: tuple[str, ...] = (), *, ca: bool = False,
+                            days: int = 2) -> tuple[bytes, bytes]:
+    """A throwaway self-signed certificate and its key, as PEM: xrdp's stand-in before a real one is
+    installed, or (``ca=True``) a CA that is not ours, for the tests where a client must refuse."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
+                                        critical=False)
+    certificate = builder.sign(key, hashes.SHA256())
+    return certificate.public_bytes(serialization.Encoding.PEM), pem_key(key)
+
+
+def issue_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, common_name: str,
+                      dns_names: tuple[str, ...] = (), *, days: int = 2) -> tuple[bytes, bytes]:
+    """A server certificate for ``common_name`` (and ``dns_names``) signed by the given CA, with its key."""
+    issuer = x509.load_pem_x509_certificate(ca_cert_pem)
+    issuer_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (common_name, *dns_names)]),
+                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), pem_key(key)
+
+
+def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 class XrdpServer:
     """xrdp + xrdp-sesman on a private config dir and a free loopback port, for one test session.
 
     Use as a context manager. ``session_seconds`` is how long each RDP session lives before the server
     logs the user off (the exit-12 success signal).
+
+    The RDP certificate xrdp presents is the PEM at ``rdp_cert_path`` with its key at ``rdp_key_path``
+    (``certificate=``/``key_file=`` in the private xrdp.ini). At start the bed writes a throwaway
+    self-signed pair there; whoever installs another pair (``install_rdp_certificate``, or an agent run
+    with ``--rdp-cert``/``--rdp-key`` pointed at these paths) needs no restart: xrdp reads both files
+    for every new connection.
     """
 
     def __init__(self, session_seconds: float = 1.0, *, lock_timeout: float = 180.0, start_timeout: float = 15.0):
@@ -135,6 +210,19 @@ class XrdpServer:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def rdp_cert_path(self) -> Path:
+        return self._dir / "rdp-cert.pem"
+
+    @property
+    def rdp_key_path(self) -> Path:
+        return self._dir / "rdp-key.pem"
+
+    def install_rdp_certificate(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Make xrdp present ``cert_pem`` (a PEM chain, leaf first) from its next connection on."""
+        write_private(self.rdp_key_path, key_pem)
+        self.rdp_cert_path.write_bytes(cert_pem)
 
     @property
     def xrdp_log_path(self) -> Path:
@@ -250,11 +338,14 @@ class XrdpServer:
         wm_script.write_text(f"#!/bin/sh\nexec sleep {self.session_seconds:g}\n")
         wm_script.chmod(0o755)
 
+        self.install_rdp_certificate(*self_signed_certificate("xrdp test bed (self-signed)"))
         xrdp_ini = (self._dir / "xrdp.ini").read_text()
         for key, value in {
             "port": f"tcp://{self.host}:{self.port}",
             "autorun": "Xvnc",
             "fork": "true",
+            "certificate": str(self.rdp_cert_path),
+            "key_file": str(self.rdp_key_path),
         }.items():
             xrdp_ini = set_ini_value(xrdp_ini, "Globals", key, value)
         xrdp_ini = set_ini_value(xrdp_ini, "Logging", "LogFile", str(self.xrdp_log_path))
@@ -372,27 +463,69 @@ class Xvfb:
         return int(data.strip())
 
 
+def freerdp_certificate_store(home: Path) -> Path:
+    """Where FreeRDP 2.11 and 3.10 both look for trusted CAs of a user (``<ConfigPath>/certs``, an OpenSSL
+    hashed directory; libfreerdp/crypto/certificate.c in 2.11, certificate_store.c in 3.10)."""
+    return home / ".config" / "freerdp" / "certs"
+
+
+def subject_hash(ca_file: Path) -> str:
+    """OpenSSL's subject hash of a certificate: the file name a hashed CA directory needs (``<hash>.0``)."""
+    completed = subprocess.run(["openssl", "x509", "-subject_hash", "-noout", "-in", str(ca_file)],
+                               capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise TestBedError(f"openssl cannot read {ca_file} as a PEM certificate: {completed.stderr.strip()}")
+    return completed.stdout.strip()
+
+
+def trust_ca(home: Path, ca_file: Path) -> Path:
+    """Trust ``ca_file`` the way a user does: copy it into FreeRDP's certificate store under ``home``."""
+    store = freerdp_certificate_store(home)
+    store.mkdir(parents=True, exist_ok=True)
+    target = store / f"{subject_hash(ca_file)}.0"
+    shutil.copyfile(ca_file, target)
+    return target
+
+
+def with_cert_deny(args: list[str]) -> list[str]:
+    """``args`` with ``deny`` added to their ``/cert:`` option, or ``/cert:deny`` appended: FreeRDP keeps
+    only the last ``/cert:`` it is given, so the values must share one option (``/cert:name:x,deny``)."""
+    values = [arg.removeprefix("/cert:") for arg in args if arg.startswith("/cert:")]
+    return [arg for arg in args if not arg.startswith("/cert:")] + ["/cert:" + ",".join([*values, "deny"])]
+
+
 def run_xfreerdp(
     args: list[str],
     timeout: float = 20,
     *,
+    client: str = FREERDP2,
+    ca_file: Path | None = None,
     display: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """Run ``timeout -s INT <timeout> xfreerdp ARGS``; return (exit code, stdout+stderr).
+    """Run ``timeout -s INT <timeout> <client> ARGS`` with ``/cert:deny``; return (exit code, stdout+stderr).
 
-    ``display`` defaults to ``$DISPLAY`` (set by a running ``Xvfb``, e.g. the tests' ``xvfb`` fixture).
-    HOME is a fresh empty directory per call, so no trusted-certificate or known-hosts state leaks between runs.
+    ``client`` is ``xfreerdp`` (FreeRDP 2.11) or ``xfreerdp3`` (3.10). HOME is a fresh empty directory per
+    call, so no trusted-certificate or known-hosts state leaks between runs; ``ca_file`` is installed into
+    that HOME's certificate store (``trust_ca``). ``/cert:deny`` makes a certificate that does not verify
+    end the connection instead of asking (both generations have it). ``display`` defaults to ``$DISPLAY``
+    (set by a running ``Xvfb``, e.g. the tests' ``xvfb`` fixture).
     Exit 12 = the server logged the user off (success with the 1-s session); 124 = timed out.
     """
+    if shutil.which(client) is None:
+        hint = FREERDP3_INSTALL_HINT if client == FREERDP3 else INSTALL_HINT
+        raise TestBedError(f"{client} is missing; install it with: {hint}")
     display = display or os.environ.get("DISPLAY")
     if not display:
-        raise TestBedError("xfreerdp needs an X display: use the xvfb fixture or pass display=")
+        raise TestBedError(f"{client} needs an X display: use the xvfb fixture or pass display=")
     with tempfile.TemporaryDirectory(prefix="wvd-freerdp-home-") as home:
+        if ca_file is not None:
+            trust_ca(Path(home), ca_file)
         env = {**os.environ, "DISPLAY": display, "HOME": home}
         env.pop("XDG_CONFIG_HOME", None)  # FreeRDP would keep its state there instead of HOME
+        env.pop("SSL_CERT_FILE", None)  # trust only what the store holds (and the system's CAs)
         env.update(extra_env or {})
-        command = ["timeout", "-s", "INT", "-k", "5", f"{timeout:g}", "xfreerdp", *args]
+        command = ["timeout", "-s", "INT", "-k", "5", f"{timeout:g}", client, *with_cert_deny(args)]
         try:
             completed = subprocess.run(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -400,5 +533,5 @@ def run_xfreerdp(
             )
         except subprocess.TimeoutExpired as exc:
             output = (exc.stdout or b"").decode(errors="replace")
-            raise TestBedError(f"xfreerdp outlived `timeout` by 30 s\n{output}") from None
+            raise TestBedError(f"{client} outlived `timeout` by 30 s\n{output}") from None
     return completed.returncode, completed.stdout.decode(errors="replace")

@@ -1,13 +1,17 @@
 """The first two PDUs of an RDP connection ([MS-RDPBCGR] 2.2.1.1 and 2.2.1.2), as pure functions over bytes.
 
 A TPKT header ([T123] section 8: version 3, a reserved byte, the big-endian length of the whole packet)
-carries an X.224 Class 0 Connection Request (code 0xE0) or Connection Confirm (0xD0). The request may carry
+carries an X.224 Class 0 Connection Request (code 0xE0), Connection Confirm (0xD0) or Disconnect Request
+(0x80, ITU-T X.224 section 13.5). The request may carry
 a ``Cookie: mstshash=…`` line and an RDP Negotiation Request (type 1) naming the security protocols the
 client supports; the confirm carries an RDP Negotiation Response (type 2) with the protocol the server
 selected, or an RDP Negotiation Failure (type 3) with a failure code.
 
 Used by the host agent to ask its own RDP listener for the certificate it presents (request TLS, read the
-confirm, then run a TLS handshake). Bounded: a confirm is at most ``MAX_PACKET`` bytes.
+confirm, then run a TLS handshake), and by the gateway's raw-WebSocket transport to refuse a client after
+the upgrade: FreeRDP 3.10 ignores a WebSocket close, a FIN and a reset there, but stops at once when its RDP
+peer answers the Connection Request with a Disconnect Request. Bounded: a confirm is at most
+``MAX_PACKET`` bytes.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ TPKT_VERSION = 3
 TPKT_HEADER = 4
 CONNECTION_REQUEST = 0xE0
 CONNECTION_CONFIRM = 0xD0
+DISCONNECT_REQUEST = 0x80
+REASON_NOT_SPECIFIED = 0  # X.224 section 13.5.3 e)
 NEG_REQUEST = 0x01
 NEG_RESPONSE = 0x02
 NEG_FAILURE = 0x03
@@ -67,6 +73,24 @@ def connection_request(requested_protocols: int, *, cookie: str = "") -> bytes:
     # Length indicator: the TPDU header's bytes after this one (code, dst-ref, src-ref, class) + variable.
     tpdu = struct.pack(">BBHHB", 6 + len(variable), CONNECTION_REQUEST, 0, 0, 0) + variable
     return tpkt(tpdu)
+
+
+def disconnect_request(reason: int = REASON_NOT_SPECIFIED) -> bytes:
+    """A TPKT carrying an X.224 Disconnect Request: the session host's "no" to a Connection Request."""
+    if not 0 <= reason <= 0xFF:
+        raise X224Error("an X.224 reason is one byte")
+    # Length indicator 6 (code, DST-REF, SRC-REF, reason), code, DST-REF 0, SRC-REF 0, reason.
+    return tpkt(struct.pack(">BBHHB", 6, DISCONNECT_REQUEST, 0, 0, reason))
+
+
+def is_disconnect_request(data: bytes) -> bool:
+    """Whether ``data`` is exactly one TPKT carrying an X.224 Disconnect Request."""
+    if len(data) < TPKT_HEADER + 7:
+        return False
+    version, _, length = struct.unpack(">BBH", data[:TPKT_HEADER])
+    indicator, code = data[4], data[5]
+    return (version == TPKT_VERSION and length == len(data) and indicator == length - TPKT_HEADER - 1
+            and code & 0xF0 == DISCONNECT_REQUEST)
 
 
 def tpkt(payload: bytes) -> bytes:

@@ -1,5 +1,5 @@
-"""``python -m gateway.connector FILE.rdp [--listen HOST:PORT] [--launch [--client PROGRAM]] [--ca-file PEM |
---insecure] [-- CLIENT ARGS...]``
+"""``python -m gateway.connector FILE.rdp [--listen HOST:PORT] [--launch [--client PROGRAM]] [--ca-file PEM]
+[-- CLIENT ARGS...]``
 
 Exit codes: 2 for input that cannot work (no gateway or ticket in the file, an expired ticket, bad
 options, a client program that is not installed); 1 when the local port cannot be bound; with
@@ -48,15 +48,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def client_ssl_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
-    """Trust ``ca_file`` only, or the system's store; ``insecure`` skips verification (with a warning)."""
-    if insecure:
-        log.warning("--insecure: the gateway's certificate is NOT checked; anyone on the network path "
-                    "could read the ticket and the session's setup")
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+def client_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Trust ``ca_file`` only, or the system's store; the gateway's certificate is always checked."""
     if ca_file is None:
         return ssl.create_default_context()
     try:
@@ -80,7 +73,7 @@ def client_command(program: str, host: str, port: int, args: list[str]) -> list[
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gateway.connector",
-        usage="%(prog)s FILE.rdp [--listen HOST:PORT] [--launch [--client PROGRAM]] [--ca-file PEM | --insecure]"
+        usage="%(prog)s FILE.rdp [--listen HOST:PORT] [--launch [--client PROGRAM]] [--ca-file PEM]"
               " [-- CLIENT ARGS...]",
         description="Connect an RDP client that has no RD Gateway support through the gateway named in a "
                     ".rdp file of the feed: listens on a local port and tunnels every connection to it "
@@ -98,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "exit code")
     parser.add_argument("--client", metavar="PROGRAM",
                         help="the client --launch starts (default: mstsc on Windows, xfreerdp elsewhere)")
-    trust = parser.add_mutually_exclusive_group()
-    trust.add_argument("--ca-file", type=Path, metavar="PEM", help="trust only this CA for the gateway")
-    trust.add_argument("--insecure", action="store_true", help="do not check the gateway's certificate")
+    parser.add_argument("--ca-file", type=Path, metavar="PEM", help="trust only this CA for the gateway")
     return parser
 
 
@@ -162,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--client is only used with --launch")
         listen = parse_listen(args.listen)
         file = read_connection_file(args.file)
-        context = client_ssl_context(args.ca_file, args.insecure)
+        context = client_ssl_context(args.ca_file)
         launch = None
         if args.launch:
             program = args.client or default_client()

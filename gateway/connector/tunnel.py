@@ -23,27 +23,39 @@ from wire.errors import ERRORS
 log = logging.getLogger("wvd-connector")
 
 READ_SIZE = 64 * 1024  # one RDP write is far smaller; a frame never exceeds the gateway's 1 MiB limit
-OPEN_TIMEOUT = 30.0  # TLS + upgrade; the host is awaited after the upgrade, without a timeout of ours
+# TLS + upgrade: the gateway holds the 101 while the host is on its way (up to wst.UPGRADE_HOLD, 10 s),
+# then awaits the host after the upgrade without a timeout of ours.
+OPEN_TIMEOUT = 30.0
 
 
 def explain_close(code: int | None, reason: str) -> str | None:
     """A sentence for a gateway close with one of its 4xxx codes; None for a normal end."""
     if code is None or code < 4000:
         return None
-    error_code, _, rest = reason.partition(" ")
-    entry = ERRORS.get(error_code)
-    activity = rest.removeprefix("activity ").strip()
-    where = f" (activity {activity})" if activity else ""
-    if entry is None:
-        return f"the gateway closed the connection with {code} {reason!r}"
-    return f"the gateway refused the connection: {error_code}{where} [{code}]: {entry.message}"
+    return _explain(reason, str(code)) or f"the gateway closed the connection with {code} {reason!r}"
 
 
 def explain_refusal(error: InvalidStatus) -> str:
-    """A sentence for an HTTP refusal of the upgrade (401/403 carry the error code and activity id)."""
+    """A sentence for an HTTP refusal of the upgrade: the gateway's reason phrase is ``<error code>
+    activity <id>`` (gateway/transports/wst.py); anything else is shown with its body."""
     response = error.response
+    explained = _explain(response.reason_phrase or "", f"HTTP {response.status_code}")
+    if explained:
+        return explained
     body = (response.body or b"").decode("utf-8", "replace").strip()[:500]
     return f"the gateway refused the connection: HTTP {response.status_code}: {body or response.reason_phrase}"
+
+
+def _explain(reason: str, answer: str) -> str | None:
+    """``<error code> activity <id>`` as a sentence with the code's documented message; None when the
+    reason names none of our error codes."""
+    error_code, _, rest = reason.partition(" ")
+    entry = ERRORS.get(error_code)
+    if entry is None:
+        return None
+    activity = rest.removeprefix("activity ").strip()
+    where = f" (activity {activity})" if activity and activity != "-" else ""
+    return f"the gateway refused the connection: {error_code}{where} [{answer}]: {entry.message}"
 
 
 class Connector:
@@ -103,8 +115,7 @@ class Connector:
             return
         except ssl.SSLCertVerificationError as error:
             log.error("the gateway's certificate is not trusted (%s); pass --ca-file with the control "
-                      "plane's CA (the portal serves it at /ca.pem), or --insecure to skip the check",
-                      error.verify_message or error)
+                      "plane's CA (the portal serves it at /ca.pem)", error.verify_message or error)
             return
         except (OSError, TimeoutError, InvalidHandshake) as error:
             log.error("cannot reach the gateway at %s:%s: %s", self.file.gateway_host, self.file.gateway_port,

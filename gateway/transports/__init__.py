@@ -5,8 +5,8 @@ The listener (gateway/server.py) reads the first request head and hands the conn
 | request | module | what | clients |
 | --- | --- | --- | --- |
 | ``RDG_OUT_DATA`` + WebSocket upgrade | ``rdg_websocket`` | MS-TSGU, a packet per frame | FreeRDP 2/3, mstsc |
-| ``RDG_OUT_DATA`` / ``RDG_IN_DATA`` | ``rdg_legacy`` | MS-TSGU on two HTTP connections | ``/gt:http,no-websockets`` |
-| ``GET`` + WebSocket upgrade | ``wst`` | raw RDP, a Bearer ticket | FreeRDP 3's ``wst``, our connector |
+| ``RDG_OUT_DATA`` / ``RDG_IN_DATA`` | ``rdg_legacy`` | MS-TSGU on two HTTP connections | FreeRDP 2 ``/gt:http,no-websockets``, FreeRDP 3 ``/gateway:type:http,no-websockets`` |
+| ``GET`` + WebSocket upgrade | ``wst`` | raw RDP, a Bearer ticket | FreeRDP 3's ``wst`` (``/gateway:url:wss://…,bearer:<ticket>``), our connector |
 | ``GET /hostagent/relay/<id>/`` + ``Upgrade: wvd-agent-link/1`` | ``agentlink`` | the host's end | our agent |
 
 The two RD Gateway transports feed one TSGU session object (``tunnel.RdgTunnel``) through a packet sink;

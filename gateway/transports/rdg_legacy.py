@@ -1,5 +1,5 @@
 """The legacy RD Gateway HTTP transport (PROTOCOLS.md §4.7), for clients that do not do WebSocket
-(``xfreerdp /gt:http,no-websockets``, older clients).
+(``xfreerdp /gt:http,no-websockets``, ``xfreerdp3 /gateway:type:http,no-websockets``, older clients).
 
 A client opens two TLS connections that carry the same ``RDG-Connection-Id``:
 

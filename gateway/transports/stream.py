@@ -14,6 +14,21 @@ from gateway import httpupgrade
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
+# How clients end TLS every day, not failures: bytes still in flight after our close_notify (the host
+# ended the session and we closed first) and a TCP close without close_notify (FreeRDP's usual end).
+ORDINARY_TLS_ENDS = frozenset({"APPLICATION_DATA_AFTER_CLOSE_NOTIFY", "UNEXPECTED_EOF_WHILE_READING"})
+
+
+def is_ordinary_tls_end(exc: BaseException) -> bool:
+    """Whether a TLS error reading from a client is just the client's end of the connection."""
+    return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in ORDINARY_TLS_ENDS)
+
+
+def describe_drop(exc: BaseException) -> str:
+    """What ended a client's connection, for the log: the TLS reason when there is one."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    return f"{exc.__class__.__name__} ({reason})" if reason else exc.__class__.__name__
 
 
 class ClientStream:
@@ -76,11 +91,18 @@ class ClientStream:
                 buf += chunk
 
     async def read(self) -> bytes:
-        """The next bytes from the client (b"" at EOF), starting with any left over from the head."""
+        """The next bytes from the client (b"" at EOF, an ordinary TLS end included), starting with any
+        left over from the head."""
         if self._buffer:
             data, self._buffer = self._buffer, b""
             return data
-        return await self.reader.read(READ_SIZE)
+        try:
+            return await self.reader.read(READ_SIZE)
+        except ssl.SSLError as exc:
+            if not is_ordinary_tls_end(exc):
+                raise
+            log.debug("client %s ended its TLS connection (%s)", self.address, describe_drop(exc))
+            return b""
 
     def write(self, data: bytes) -> None:
         if not data:

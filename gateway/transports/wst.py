@@ -1,30 +1,42 @@
-"""Raw RDP over a standard WebSocket (PROTOCOLS.md §4.9, FreeRDP 3's ``wst``; our connector uses it too).
+"""Raw RDP over a standard WebSocket (PROTOCOLS.md §4.9 and §7, FreeRDP 3's ``wst``; our connector uses it too).
 
 ``GET /remoteDesktopGateway/`` with an RFC 6455 upgrade and the connection ticket as
 ``Authorization: Bearer <ticket>``. No TSGU: binary frames carry raw RDP bytes both ways, and the target
 is the ticket's host pool (there is no CHANNEL_CREATE to name one). Orchestration is as for every
-transport. FreeRDP 3 would be pointed here with
-``/gateway:url:wss://<gateway>:<port>/remoteDesktopGateway/,bearer:<ticket>`` (from its source; this test
-bed has FreeRDP 2 only, so the connector and Python clients are what is tested).
+transport. FreeRDP 3 is pointed here with
+``/gateway:url:wss://<gateway>:<port>/remoteDesktopGateway/,bearer:<ticket>``.
+
+The 101 waits for the verdict. The ticket is checked, the broker places the connection and the session
+host's reverse connection is awaited before the upgrade is answered, for up to ``UPGRADE_HOLD`` seconds,
+so a refusal is almost always a plain HTTP answer: FreeRDP 3.10 acts on those at once but ignores a
+WebSocket close after the upgrade and hangs until killed (its websocket.c answers the close frame and
+reads on; a FIN or a reset does not end it either). It waits ``TcpConnectTimeout`` (15 s by default) for the upgrade's answer (http.c), hence
+the hold's bound; a host still on its way then gets the 101 and pings, and a refusal after that can only
+be a close frame.
 
 Answers (every refusal is also a failed Connection record with its documented error code):
 
-* HTTP ``401`` (with ``WWW-Authenticate: Bearer``): no Bearer ticket, or one that is malformed, forged,
-  expired or revoked; ``403``: a valid ticket whose user or host pool no longer qualifies. The body is
-  ``<error code>: <message> (activity <id>)``.
-* After the upgrade, a setup that fails closes the WebSocket with the code below and the reason
-  ``<error code> activity <activity id>``:
+* Before the upgrade, an HTTP status whose reason phrase is ``<error code> activity <activity id>`` and
+  whose text/plain body is ``<error code>: <message> (activity <id>)``. FreeRDP 3.10 logs the status and
+  the reason phrase of every answer but 200, 401 and 403 (it treats 401 as a request to authenticate
+  and 403 as AVD's load-balancer retry, and says nothing of either, wst.c), so refusals of the client's
+  request are 400 rather than 401/403, and show their code and activity id there too:
 
-  | close code | error codes |
-  | --- | --- |
-  | 4400 | ConnectionFailedClientProtocolError (e.g. the same connection opened twice) |
-  | 4401 | the ticket codes (only if a ticket fails after the upgrade) |
-  | 4403 | ConnectionFailedUserNotAuthorized, ResourceNotFound, ResourceMismatch, NoPersonalDesktopAssigned |
-  | 4502 | ConnectionFailedAgentDisconnected, HostListenerUnreachable (the host cannot be reached) |
-  | 4503 | ConnectionFailedNoHealthyRdshAvailable, MaxSessionsReached, PersonalDesktopFailed, NoPersonalDesktopFree |
-  | 4504 | ConnectionFailedOrchestrationTimeout, ReverseConnectTimeout (no host arrived in time) |
-  | 4500 | InternalError and any other code |
+  | HTTP | close code | error codes |
+  | --- | --- | --- |
+  | 400 | 4400 | ConnectionFailedClientProtocolError (e.g. the same connection opened twice) |
+  | 400 | 4401 | the ticket codes (missing, malformed, forged, expired, revoked; with ``WWW-Authenticate: Bearer``) |
+  | 400 | 4403 | ConnectionFailedUserNotAuthorized, ResourceNotFound, ResourceMismatch, NoPersonalDesktopAssigned |
+  | 502 | 4502 | ConnectionFailedAgentDisconnected, HostListenerUnreachable (the host cannot be reached) |
+  | 503 | 4503 | ConnectionFailedNoHealthyRdshAvailable, MaxSessionsReached, PersonalDesktopFailed, NoPersonalDesktopFree |
+  | 504 | 4504 | ConnectionFailedOrchestrationTimeout, ReverseConnectTimeout (no host arrived in time) |
+  | 500 | 4500 | InternalError and any other code |
 
+* After the upgrade (only when the host takes longer than ``UPGRADE_HOLD``), a setup that fails sends
+  one binary frame with an X.224 Disconnect Request (wire/x224.py: the answer to the client's
+  Connection Request, which FreeRDP 3.10 acts on at once; it ignores a close frame, a FIN and a reset
+  alike), then closes the WebSocket with the close code above and the reason
+  ``<error code> activity <activity id>`` (which our connector shows; FreeRDP 3 shows no reason here).
 * Once the relay runs, either side ending closes the WebSocket with 1000.
 """
 from __future__ import annotations
@@ -32,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import http
 import logging
 from typing import TYPE_CHECKING
 
@@ -44,6 +55,7 @@ from gateway.relay import Side
 from gateway.transports.setup import ClientSetup
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
+from wire import x224
 from wire.errors import ErrorCode, describe
 
 if TYPE_CHECKING:
@@ -73,11 +85,20 @@ CLOSE_CODES: dict[str, int] = {
 }
 CLOSE_INTERNAL_ERROR = 4500
 MAX_CLOSE_REASON = 123  # bytes: RFC 6455 leaves 125 for the code and the reason
+# The HTTP status of a refusal before the upgrade, by its close code (the table above).
+HTTP_STATUSES: dict[int, int] = {4400: 400, 4401: 400, 4403: 400, 4502: 502, 4503: 503, 4504: 504, 4500: 500}
+# Seconds the 101 waits for the verdict or the host: below FreeRDP 3's 15 s wait for the answer (http.c).
+UPGRADE_HOLD = 10.0
 
 
 def close_code_for(error_code: str) -> int:
     """The WebSocket close code a failed setup answers with (see the table above)."""
     return CLOSE_CODES.get(error_code, CLOSE_INTERNAL_ERROR)
+
+
+def http_status_for(error_code: str) -> int:
+    """The HTTP status a refusal before the upgrade answers with (see the table above)."""
+    return HTTP_STATUSES[close_code_for(error_code)]
 
 
 def close_reason_for(refusal: records.Refusal) -> str:
@@ -104,16 +125,19 @@ def bearer_ticket(head: httpupgrade.RequestHead) -> str:
 
 
 def build_refusal_response(refusal: records.Refusal) -> bytes:
-    """401 for a ticket that is missing or not good (a new one from the feed fixes it), 403 otherwise."""
-    status = 401 if describe(refusal.code).stage == "ticket" else 403
+    """The HTTP refusal of the upgrade: the status of the table above, ``<error code> activity <id>`` as
+    the reason phrase (what FreeRDP 3 shows its user) and the message in the body (what our connector
+    shows)."""
+    status = http_status_for(refusal.code)
+    reason = close_reason_for(refusal)
     body = f"{refusal.code}: {refusal.message} (activity {refusal.activity_id or '-'})\n".encode()
     lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+        f"HTTP/1.1 {status} {reason}",
         "Content-Type: text/plain; charset=utf-8",
         f"Content-Length: {len(body)}",
         "Connection: close",
     ]
-    if status == 401:
+    if describe(refusal.code).stage == "ticket":
         lines.append('WWW-Authenticate: Bearer realm="remoteDesktopGateway", error="invalid_token"')
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
 
@@ -126,14 +150,28 @@ def request_pool_host(connection_pk: int, instance_name: str) -> records.Refusal
 
 
 class RawClientEnd:
-    """The relay's client end: RDP bytes out as binary frames; a normal close once the relay ran."""
+    """The relay's client end: the 101 once the verdict is in, then RDP bytes out as binary frames."""
 
-    def __init__(self, stream: ClientStream, ws: ServerWebSocket) -> None:
-        self.stream, self.ws = stream, ws
+    def __init__(self, stream: ClientStream, ws: ServerWebSocket, key: str) -> None:
+        self.stream, self.ws, self.key = stream, ws, key
+        self.upgraded = asyncio.Event()
         self.started = False
         self.closed_reason: str | None = None
 
+    def upgrade(self, activity_id: str) -> None:
+        """Answer the upgrade (once)."""
+        if not self.upgraded.is_set():
+            self.stream.write(httpupgrade.build_switching_protocols(self.key))
+            self.upgraded.set()
+            log.info("raw WebSocket upgraded for %s (%s)", activity_id, self.stream.address)
+
+    def ping(self) -> None:
+        """A keep-alive while the host is on its way; nothing can be sent before the 101."""
+        if self.upgraded.is_set():
+            self.stream.write(self.ws.send_ping(b"wvd"))
+
     async def send(self, data: bytes) -> None:
+        await self.upgraded.wait()  # a frame before the 101 would break the client's HTTP parser
         frame = self.ws.send_binary(data)
         if frame:
             self.stream.write(frame)
@@ -145,16 +183,28 @@ class RawClientEnd:
         self.closed_reason = reason
         if self.started:
             self.shut(1000, "")
-        # During setup the setup flow closes with the refusal's own code.
+        # During setup the setup flow answers with the refusal's own status or close code.
+
+    def refuse(self, refusal: records.Refusal) -> None:
+        """Tell the client why: an HTTP status before the upgrade; after it, an X.224 Disconnect Request
+        as the answer to its Connection Request (what FreeRDP 3 acts on), then the close code."""
+        if self.upgraded.is_set():
+            self.stream.write(self.ws.send_binary(x224.disconnect_request()))
+            self.shut(close_code_for(refusal.code), close_reason_for(refusal))
+        else:
+            self.stream.write(build_refusal_response(refusal))
+            self.stream.close()
 
     def shut(self, code: int, reason: str) -> None:
-        ws = self.ws
-        self.stream.write(ws.send_close(code, reason) + ws.data_to_send())
+        if self.upgraded.is_set():
+            ws = self.ws
+            self.stream.write(ws.send_close(code, reason) + ws.data_to_send())
         self.stream.close()
 
 
 async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.RequestHead) -> None:
-    """Check the ticket, upgrade, and relay raw RDP once the pool's host has arrived."""
+    """Check the ticket, place the connection and wait for the host (holding the 101 meanwhile, up to
+    ``UPGRADE_HOLD``), then relay raw RDP."""
     key = head.websocket_key
     assert key is not None  # the dispatcher only sends upgrades here
     if not is_rfc6455_key(key):
@@ -166,53 +216,58 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
         stream.write(build_refusal_response(refusal))
         stream.close()
         return
-    stream.write(httpupgrade.build_switching_protocols(key))
     ws = ServerWebSocket()
-    end = RawClientEnd(stream, ws)
-    connecting: asyncio.Task | None = None
+    end = RawClientEnd(stream, ws, key)
+    frames: asyncio.Task | None = None
     try:
         refusal = await setup.open_relay(end)
         if refusal is not None:
-            end.shut(close_code_for(refusal.code), close_reason_for(refusal))
+            end.refuse(refusal)
             return
-        connecting = asyncio.ensure_future(_connect(server, setup, end))
-        await _frames(stream, ws, setup)
+        # Read beside the setup: a client that hangs up while it waits ends its connection at once.
+        frames = asyncio.ensure_future(_frames(stream, ws, setup))
+        refusal = await _find_host(server, setup, end)
+        if refusal is not None:
+            end.refuse(refusal)
+            setup.abandon(refusal.message)
+            return
+        end.upgrade(setup.activity_id)
+        end.started = True
+        if end.closed_reason is not None:
+            return  # the host hung up between arriving and now
+        await setup.started()
+        await frames
     finally:
-        if connecting is not None and not connecting.done():
-            connecting.cancel()
+        if frames is not None and not frames.done():
+            frames.cancel()
             try:
-                await connecting
+                await frames
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already ending
                 pass
         end.shut(1000, "")  # a no-op when already closed
         await setup.finish()
 
 
-async def _connect(server: GatewayServer, setup: ClientSetup, end: RawClientEnd) -> None:
-    """Steps 7-9 beside the frame loop: the client's first bytes wait in the relay meanwhile."""
-    try:
-        await _find_host(server, setup, end)
-    except Exception:  # noqa: BLE001 - a bug or a database failure: close rather than leave the client
-        log.exception("setting up raw connection %s failed", setup.activity_id)
-        end.shut(CLOSE_INTERNAL_ERROR, f"{ErrorCode.InternalError} activity {setup.activity_id or '-'}")
-        setup.abandon("the gateway failed to set the connection up")
-
-
-async def _find_host(server: GatewayServer, setup: ClientSetup, end: RawClientEnd) -> None:
+async def _find_host(server: GatewayServer, setup: ClientSetup, end: RawClientEnd) -> records.Refusal | None:
+    """Steps 7-9; the 101 goes out only if they outlast ``UPGRADE_HOLD``."""
     admission = setup.admission
     assert admission is not None
     instance = server.config.instance_name
-    refusal = await setup.find_host(lambda: request_pool_host(admission.connection_pk, instance),
-                                    lambda: end.stream.write(end.ws.send_ping(b"wvd")))
-    if refusal is not None:
-        end.shut(close_code_for(refusal.code), close_reason_for(refusal))
-        setup.abandon(refusal.message)
-        return
-    end.started = True
-    if end.closed_reason is not None:
-        end.shut(1000, "")  # the host hung up between arriving and now
-        return
-    await setup.started()
+    finding = asyncio.ensure_future(
+        setup.find_host(lambda: request_pool_host(admission.connection_pk, instance), end.ping))
+    try:
+        try:
+            return await asyncio.wait_for(asyncio.shield(finding), UPGRADE_HOLD)
+        except TimeoutError:
+            end.upgrade(setup.activity_id)  # the client would give up waiting: keep it with pings
+            return await finding
+    except Exception:  # noqa: BLE001 - a bug or a database failure: answer rather than leave the client
+        log.exception("setting up raw connection %s failed", setup.activity_id)
+        return records.refusal_for(ErrorCode.InternalError, "The gateway failed to set the connection up.",
+                                   setup.activity_id)
+    finally:
+        if not finding.done():
+            finding.cancel()
 
 
 async def _frames(stream: ClientStream, ws: ServerWebSocket, setup: ClientSetup) -> None:

@@ -8,7 +8,6 @@ The gateway is the real listener in this process with TLS from a CA made for the
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 
 import pytest
@@ -17,7 +16,7 @@ from broker.choices import ConnectionState, EndReason
 from feed.rdpfile import DESKTOP, RdpResource, build_rdp
 from gateway.connector.__main__ import client_ssl_context
 from gateway.connector.rdpfile import parse_connection_file
-from gateway.connector.tunnel import Connector
+from gateway.connector.tunnel import Connector, explain_close
 from tests.connector.gatewaybed import (  # noqa: F401  (fixtures)
     RECEIVE_TIMEOUT,
     Bed,
@@ -54,7 +53,7 @@ async def read_to_end(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_local_connection_reaches_the_pool_through_the_gateway(bed: Bed, gateway_tls):
-    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file, insecure=False))
+    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file))
     reader, writer = await local_client(connector)
     try:
         writer.write(X224)
@@ -73,7 +72,7 @@ async def test_a_local_connection_reaches_the_pool_through_the_gateway(bed: Bed,
 
 
 async def test_the_session_host_ending_closes_the_local_connection(bed: Bed, gateway_tls):
-    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file, insecure=False))
+    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file))
     reader, writer = await local_client(connector)
     try:
         arrival = await bed.simulated.next_arrival()
@@ -85,20 +84,8 @@ async def test_the_session_host_ending_closes_the_local_connection(bed: Bed, gat
         await connector.close()
 
 
-async def test_insecure_mode_skips_the_certificate_check(bed: Bed, caplog):
-    caplog.set_level(logging.INFO, "wvd-connector")
-    connector = connector_for(bed, client_ssl_context(None, insecure=True))
-    reader, writer = await local_client(connector)
-    try:
-        await bed.simulated.next_arrival()
-    finally:
-        writer.close()
-        await connector.close()
-    assert "NOT checked" in caplog.text
-
-
 async def test_an_untrusted_gateway_certificate_is_reported_and_nothing_is_relayed(bed: Bed, caplog):
-    connector = connector_for(bed, client_ssl_context(None, insecure=False))  # the system's store only
+    connector = connector_for(bed, client_ssl_context(None))  # the system's store only
     reader, writer = await local_client(connector)
     try:
         assert await read_to_end(reader) == b""
@@ -111,7 +98,7 @@ async def test_an_untrusted_gateway_certificate_is_reported_and_nothing_is_relay
 
 async def test_a_refused_setup_is_explained_with_its_error_code_and_message(bed: Bed, gateway_tls, caplog):
     await bed.drain()
-    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file, insecure=False))
+    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file))
     reader, writer = await local_client(connector)
     try:
         writer.write(X224)
@@ -121,14 +108,14 @@ async def test_a_refused_setup_is_explained_with_its_error_code_and_message(bed:
         await connector.close()
     connection = await bed.last_connection()
     assert connection.error_code == "ConnectionFailedNoHealthyRdshAvailable"
-    assert (f"ConnectionFailedNoHealthyRdshAvailable (activity {connection.activity_id}) [4503]"
+    assert (f"ConnectionFailedNoHealthyRdshAvailable (activity {connection.activity_id}) [HTTP 503]"
             in caplog.text)
     assert describe("ConnectionFailedNoHealthyRdshAvailable").message in caplog.text
 
 
 async def test_a_refused_ticket_is_explained(bed: Bed, gateway_tls, caplog):
     ticket = bed.ticket()
-    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file, insecure=False),
+    connector = connector_for(bed, client_ssl_context(gateway_tls.ca_file),
                               ticket=ticket[:-2] + ("AA" if ticket[-2:] != "AA" else "BB"))
     reader, writer = await local_client(connector)
     try:
@@ -136,6 +123,14 @@ async def test_a_refused_ticket_is_explained(bed: Bed, gateway_tls, caplog):
     finally:
         writer.close()
         await connector.close()
-    assert "HTTP 401: ConnectionFailedTicketInvalid: " in caplog.text
-    assert "(activity -)" in caplog.text  # a forged ticket gets no record (gateway/preauth.py)
+    assert "ConnectionFailedTicketInvalid [HTTP 400]: " in caplog.text
+    assert describe("ConnectionFailedTicketInvalid").message in caplog.text
+    assert "(activity" not in caplog.text  # a forged ticket gets no record (gateway/preauth.py)
     assert await bed.last_connection() is None
+
+
+def test_a_close_after_the_upgrade_is_explained_like_an_http_refusal():
+    explained = explain_close(4504, "ConnectionFailedReverseConnectTimeout activity 6f1c")
+    assert explained == ("the gateway refused the connection: ConnectionFailedReverseConnectTimeout (activity 6f1c) "
+                         f"[4504]: {describe('ConnectionFailedReverseConnectTimeout').message}")
+    assert explain_close(1000, "") is None  # a normal end

@@ -1,10 +1,11 @@
-"""The estate the end-to-end tests share, for steps 1-12 with real parts: a stock FreeRDP 2.11 client opens the .rdp file our feed served,
-reaches our RD Gateway over TLS, the broker orders a real agent process to dial the same instance, and
-RDP runs end to end to xrdp.
+"""The estate the end-to-end tests share, for steps 1-12 with real parts: a stock FreeRDP client (2.11 or
+3.10) opens the .rdp file our feed served, reaches our RD Gateway over TLS, the broker orders a real agent
+process to dial the same instance, and RDP runs end to end to xrdp.
 
 The estate is built through the REST API as an admin would; the agent registers with the pool's token and
-runs as its own process; the user signs in and downloads the file. Runs on the embedded default and, when
-the test process has WVD_DATABASE_URL/WVD_REDIS_URL, on PostgreSQL + Redis with a separate Celery worker.
+runs as its own process; the user signs in, downloads the file and trusts the control plane's CA from
+``/ca.pem``; no client is ever told to ignore a certificate. Runs on the embedded default and, when the
+test process has WVD_DATABASE_URL/WVD_REDIS_URL, on PostgreSQL + Redis with a separate Celery worker.
 """
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from testbed.lifecycle import read_log, start_logged, stop_group
 from testbed.processes import REPO_ROOT, ControlPlane
-from testbed.xrdp import XrdpServer, Xvfb, run_xfreerdp
+from testbed.xrdp import FREERDP2, XrdpServer, Xvfb, run_xfreerdp
 from wire import rdpfile
 
 PORTAL_PASSWORD = "e2e-portal-password-1"
+POOL_NAME = "e2e-pool"  # also the .rdp's `full address`: the name the session host's certificate must carry
 CHECKPOINTS = ("ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
                "relay_started_at", "ended_at")
 
@@ -39,6 +43,7 @@ class Estate:
     pool_id: int
     host_name: str
     state_dir: Path
+    ca_file: Path  # the control plane's CA as a user downloads it from /ca.pem
     agent: subprocess.Popen | None = None
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -56,9 +61,30 @@ class Estate:
         self.logs["agent"] = log
         self.agent = start_logged(
             [sys.executable, "-m", "hostagent.agent", "run", "--state-dir", str(self.state_dir),
-             "--rdp-target", self.xrdp.address, "--heartbeat-interval", "1", "--backoff-max", "1"],
+             "--rdp-target", self.xrdp.address, "--heartbeat-interval", "1", "--backoff-max", "1",
+             # The host's RDP certificate from our CA, where the bed's xrdp reads it (no reload needed).
+             "--rdp-cert", str(self.xrdp.rdp_cert_path), "--rdp-key", str(self.xrdp.rdp_key_path)],
             log, env=self.plane.env, cwd=REPO_ROOT,
         )
+
+    def wait_rdp_certificate(self, timeout: float = 30) -> dict:
+        """The host once its agent has installed our RDP certificate and xrdp presents it (verified)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            host = self.host()
+            if host["rdp_certificate"] and host["rdp_certificate_sha256"] == self.presented_rdp_certificate():
+                return host
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the host's RDP certificate was not verified: {host}")
+            time.sleep(0.3)
+
+    def presented_rdp_certificate(self) -> str:
+        """The SHA-256 of the certificate xrdp presents: the leaf in the file its xrdp.ini names."""
+        try:
+            chain = x509.load_pem_x509_certificates(self.xrdp.rdp_cert_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return ""
+        return chain[0].fingerprint(hashes.SHA256()).hex()
 
     def stop_agent(self) -> None:
         if self.agent is not None:
@@ -91,9 +117,11 @@ class Estate:
         path.write_bytes(data)
         return rdpfile.decode(data)
 
-    def connect(self, rdp: Path, timeout: float = 25) -> tuple[int, str]:
-        return run_xfreerdp([str(rdp), f"/u:{self.xrdp.user}", f"/p:{self.xrdp.password}", "/cert:ignore",
-                             "/size:800x600"], timeout=timeout)
+    def connect(self, rdp: Path | str, *options: str, client: str = FREERDP2, timeout: float = 25) -> tuple[int, str]:
+        """Open ``rdp`` (a file, or ``/v:HOST:PORT``) with ``client``, our CA trusted, ``options`` after it."""
+        target = str(rdp) if isinstance(rdp, Path) else rdp
+        return run_xfreerdp([target, *options, f"/u:{self.xrdp.user}", f"/p:{self.xrdp.password}", "/size:800x600"],
+                            timeout=timeout, client=client, ca_file=self.ca_file)
 
     def last_connection(self) -> dict:
         status, body = self.api("GET", "/api/v1/connections/?ordering=-created_at&limit=1")
@@ -110,6 +138,13 @@ class Estate:
         logged (gateway/preauth.py) instead."""
         assert self.connection_count() == recorded_before
         assert "requests refused: not one of our tickets" in self.plane.logs()["serve"]
+
+
+def download_ca(plane: ControlPlane, path: Path) -> Path:
+    status, _, body = plane.get("/ca.pem")
+    assert status == 200, body
+    path.write_bytes(body)
+    return path
 
 
 def sign_in(plane: ControlPlane, username: str, password: str) -> str:
@@ -147,7 +182,7 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         )).stdout.strip().splitlines()[-1]
         user_ids = json.loads(ids)
         workspace = api("POST", "/api/v1/workspaces/", {"name": "e2e", "friendly_name": "E2E Workspace"})
-        pool = api("POST", "/api/v1/hostpools/", {"name": "e2e-pool", "pool_type": "pooled",
+        pool = api("POST", "/api/v1/hostpools/", {"name": POOL_NAME, "pool_type": "pooled",
                                                  "load_balancer": "breadth_first", "max_session_limit": 5})
         other_pool = api("POST", "/api/v1/hostpools/", {"name": "other-pool", "pool_type": "pooled"})
         group = api("POST", "/api/v1/applicationgroups/", {"name": "e2e-desktops", "group_type": "desktop",
@@ -167,9 +202,11 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         assert registered.returncode == 0, registered.stderr
         estate_ = Estate(plane=plane, xrdp=xrdp_server, admin_token=admin_token,
                          user_token=sign_in(plane, "alice", PORTAL_PASSWORD), pool_id=pool["id"],
-                         host_name="e2e-host", state_dir=state_dir)
+                         host_name="e2e-host", state_dir=state_dir,
+                         ca_file=download_ca(plane, data_dir / "wvd-ca.pem"))
         estate_.start_agent()
         estate_.wait_host("available")
+        estate_.wait_rdp_certificate()
         yield estate_
     finally:
         if estate_ is not None:

@@ -1,6 +1,7 @@
 """A recording RD Gateway: just enough of MS-TSGU to see what a real client sends, then hang up.
 
-It accepts TLS (a throwaway self-signed certificate made at start), reads the HTTP upgrade head,
+It accepts TLS (a certificate from a throwaway CA made at start; the client trusts that CA, ``ca_file``),
+reads the HTTP upgrade head,
 answers 101 with the Sec-WebSocket-Accept FreeRDP 2 checks (computed over its non-standard 15-char key),
 answers the HANDSHAKE_REQUEST, records the TUNNEL_CREATE (PAA token) and closes. PROTOCOLS.md §4.2-4.4.
 
@@ -10,9 +11,7 @@ behaviour separately. The byte-level parts are pure functions, tested with publi
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import ipaddress
 import shutil
 import socket
 import ssl
@@ -23,12 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
-from testbed.xrdp import TestBedError, run_xfreerdp
+from testbed.xrdp import TestBedError, issue_certificate, run_xfreerdp, self_signed_certificate, write_private
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD_BYTES = 16 * 1024
@@ -180,33 +174,18 @@ class Recording:
     client_output: str = ""
 
 
-def _self_signed_context(directory: Path) -> ssl.SSLContext:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wvd-e2e-recording-gateway")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+def _throwaway_ca_context(directory: Path) -> tuple[ssl.SSLContext, bytes]:
+    """A TLS context with a certificate for 127.0.0.1 (and localhost) from a CA made here; and that CA's
+    PEM, for the client to trust (FreeRDP checks a name against the CN and DNS names, so the address is
+    both the CN and a DNS name)."""
+    ca_cert, ca_key = self_signed_certificate("wvd e2e recording gateway CA", ca=True, days=1)
+    cert_pem, key_pem = issue_certificate(ca_cert, ca_key, "127.0.0.1", ("localhost",), days=1)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
+    cert_path.write_bytes(cert_pem)
+    write_private(key_path, key_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    return context
+    return context, ca_cert
 
 
 class RecordingGateway:
@@ -222,6 +201,7 @@ class RecordingGateway:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._context: ssl.SSLContext | None = None
+        self.ca_file: Path | None = None  # the CA a client trusts to reach this recorder
 
     @property
     def address(self) -> str:
@@ -239,9 +219,11 @@ class RecordingGateway:
     def start(self) -> None:
         directory = Path(tempfile.mkdtemp(prefix="wvd-recgw-"))
         try:
-            self._context = _self_signed_context(directory)
+            self._context, ca_pem = _throwaway_ca_context(directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)  # the key lives on in memory only
+        self.ca_file = Path(tempfile.mkdtemp(prefix="wvd-recgw-ca-")) / "ca.pem"
+        self.ca_file.write_bytes(ca_pem)
         self._listener = socket.create_server((self.host, 0))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
@@ -255,6 +237,9 @@ class RecordingGateway:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self.ca_file is not None:
+            shutil.rmtree(self.ca_file.parent, ignore_errors=True)
+            self.ca_file = None
 
     def wait(self, timeout: float = 20.0) -> Recording | None:
         """The first connection's recording, once that connection is over; None if none came in time."""
@@ -367,8 +352,8 @@ def record_rdp_file(
     With ``recorder`` the file is used as is: it must already name ``recorder.address`` as its
     gateway. Without, a recorder is started and ``/g:`` after the file points the client at it;
     note that ``/g:`` also forces gateway use, so it cannot tell whether the file's own
-    ``gatewayusagemethod`` would have. ``/cert:ignore`` is always passed (the recorder's certificate
-    is self-signed). Needs an X display (the ``xvfb`` fixture).
+    ``gatewayusagemethod`` would have. The client trusts the recorder's throwaway CA (``ca_file``) and
+    nothing else. Needs an X display (the ``xvfb`` fixture).
     """
     path = Path(path)
     if path.suffix.lower() != ".rdp":
@@ -388,8 +373,8 @@ def _run_and_record(
     display: str | None,
     extra_args: list[str] | None,
 ) -> Recording:
-    args = [str(path), "/cert:ignore", *redirect, *(extra_args or [])]
-    exit_code, output = run_xfreerdp(args, timeout=timeout, display=display)
+    args = [str(path), *redirect, *(extra_args or [])]
+    exit_code, output = run_xfreerdp(args, timeout=timeout, display=display, ca_file=recorder.ca_file)
     recording = recorder.wait(timeout=recorder.io_timeout + 1)
     if recording is None:
         raise TestBedError(

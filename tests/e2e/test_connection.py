@@ -34,6 +34,11 @@ def test_a_stock_client_reaches_xrdp_through_the_gateway(estate: Estate, tmp_pat
         assert connection[checkpoint], (checkpoint, connection)
     assert connection["bytes_client_to_host"] > 1000 and connection["bytes_host_to_client"] > 1000
     assert connection["end_reason"] in ("host_closed", "client_closed")
+    # Both hops were verified (the client refuses what it cannot verify: /cert:deny); the record names the
+    # session host's RDP certificate, the one its agent installed from our CA and xrdp presents.
+    host = estate.host()
+    assert host["rdp_certificate"] and host["rdp_certificate_sha256"] == estate.presented_rdp_certificate()
+    assert connection["host_rdp_certificate_sha256"] == host["rdp_certificate_sha256"]
 
 
 def test_a_tampered_ticket_is_refused_at_tunnel_create_and_not_recorded(estate: Estate, tmp_path):

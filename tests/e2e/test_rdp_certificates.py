@@ -78,7 +78,7 @@ def test_the_agent_installs_and_renews_xrdps_certificate_on_one_channel(short_li
     state_dir, agent_log = tmp_path / "agent", plane.log_dir / "agent.log"
     registered = subprocess.run(
         [sys.executable, "-m", "hostagent.agent", "register", "--server", plane.base_url, "--token", token,
-         "--name", "cert-host", "--state-dir", str(state_dir)],
+         "--name", "cert-host", "--state-dir", str(state_dir), "--ca-file", str(plane.ca_file)],
         env=agent_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
     assert registered.returncode == 0, registered.stderr

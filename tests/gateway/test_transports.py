@@ -35,6 +35,7 @@ from tests.connector.gatewaybed import (  # noqa: F401  (fixtures)
     gateway_ssl,
     in_memory_channel_layer,
 )
+from wire import x224
 from wire.errors import ERRORS, describe
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -558,56 +559,82 @@ async def test_raw_websocket_closes_normally_when_the_host_hangs_up_at_once(bed:
     ({"Authorization": "Basic dXNlcjpwYXNz"}, "ConnectionFailedTicketInvalid"),
     ({"Authorization": "Bearer not-a-ticket"}, "ConnectionFailedTicketInvalid"),
 ])
-async def test_raw_websocket_without_a_good_ticket_is_401_without_a_record(bed: Bed, headers, code):
+async def test_raw_websocket_without_a_good_ticket_is_400_naming_the_code_without_a_record(bed: Bed, headers, code):
     with pytest.raises(InvalidStatus) as refused:
         await ws_connect(wst_url(bed), additional_headers=headers)
     response = refused.value.response
-    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    # 400, not 401: FreeRDP 3 shows the reason phrase of every status but 200/401/403 (wst.py).
+    assert response.status_code == 400 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.reason_phrase == f"{code} activity -"
     assert response.body.decode().startswith(f"{code}: ") and "(activity -)" in response.body.decode()
     assert await bed.last_connection() is None
 
 
-async def test_raw_websocket_with_a_revoked_ticket_is_401(bed: Bed):
+async def test_raw_websocket_with_a_revoked_ticket_is_400_with_its_activity_id(bed: Bed):
     ticket = bed.ticket()
     claims = await db(verify_connection_ticket)(ticket)
     await db(revoke_ticket)(claims.jti, claims.expires_at)
     with pytest.raises(InvalidStatus) as refused:
         await ws_connect(wst_url(bed), additional_headers=bearer(ticket))
-    assert refused.value.response.status_code == 401
-    assert (await bed.last_connection()).error_code == "ConnectionFailedTicketRevoked"
+    connection = await bed.last_connection()
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.reason_phrase == f"ConnectionFailedTicketRevoked activity {connection.activity_id}"
+    assert connection.error_code == "ConnectionFailedTicketRevoked"
 
 
-async def test_raw_websocket_for_a_disabled_user_is_403(bed: Bed):
+async def test_raw_websocket_for_a_disabled_user_is_400(bed: Bed):
     ticket = bed.ticket()
     bed.user.is_active = False
     await db(bed.user.save)()
     with pytest.raises(InvalidStatus) as refused:
         await ws_connect(wst_url(bed), additional_headers=bearer(ticket))
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.reason_phrase.startswith("ConnectionFailedUserNotAuthorized activity ")
     assert refused.value.response.body.decode().startswith("ConnectionFailedUserNotAuthorized: ")
 
 
-async def test_raw_websocket_closes_with_4503_when_no_host_is_available(bed: Bed):
+async def test_raw_websocket_answers_503_before_the_upgrade_when_no_host_is_available(bed: Bed):
     await bed.drain()
-    async with ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket())) as ws:
-        with pytest.raises(ConnectionClosedError):
-            async with asyncio.timeout(RECEIVE_TIMEOUT):
-                await ws.recv()
+    with pytest.raises(InvalidStatus) as refused:
+        await ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket()))
     connection = await bed.last_connection()
-    assert ws.close_code == 4503
-    assert ws.close_reason == f"ConnectionFailedNoHealthyRdshAvailable activity {connection.activity_id}"
+    response = refused.value.response
+    assert response.status_code == 503
+    assert response.reason_phrase == f"ConnectionFailedNoHealthyRdshAvailable activity {connection.activity_id}"
+    assert response.body.decode().startswith("ConnectionFailedNoHealthyRdshAvailable: ")
     assert connection.error_code == "ConnectionFailedNoHealthyRdshAvailable"
 
 
-async def test_raw_websocket_closes_with_4504_when_the_host_does_not_arrive(bed: Bed):
+async def test_raw_websocket_answers_504_before_the_upgrade_when_the_host_does_not_arrive(bed: Bed):
     await bed.simulated.stop()
-    bed.server.config.host_arrival_timeout = 0.5
+    bed.server.config.host_arrival_timeout = 0.5  # within the upgrade's hold
+    with pytest.raises(InvalidStatus) as refused:
+        await ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket()))
+    assert refused.value.response.status_code == 504
+    assert refused.value.response.reason_phrase.startswith("ConnectionFailedReverseConnectTimeout activity ")
+    assert (await bed.last_connection()).error_code == "ConnectionFailedReverseConnectTimeout"
+
+
+async def test_a_host_slower_than_the_hold_gets_the_upgrade_and_a_refusal_is_an_x224_disconnect_then_4504(
+        bed: Bed, monkeypatch):
+    monkeypatch.setattr(wst, "UPGRADE_HOLD", 0.2)
+    await bed.simulated.stop()
+    bed.server.config.host_arrival_timeout = 1.0
     async with ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket())) as ws:
+        await ws.send(X224)  # the client's Connection Request, as FreeRDP sends it after the 101
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            answer = await ws.recv()
+        assert x224.is_disconnect_request(answer)  # what FreeRDP 3 acts on (it ignores the close)
         with pytest.raises(ConnectionClosedError):
             async with asyncio.timeout(RECEIVE_TIMEOUT):
                 await ws.recv()
     assert ws.close_code == 4504 and ws.close_reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
     assert (await bed.last_connection()).error_code == "ConnectionFailedReverseConnectTimeout"
+
+
+def test_every_close_code_has_an_http_status_freerdp3_shows_the_reason_of():
+    for close_code, status in wst.HTTP_STATUSES.items():
+        assert status not in (200, 401, 403) and 400 <= status < 600, (close_code, status)
 
 
 @pytest.mark.parametrize("entry", [entry for entry in ERRORS.values()
@@ -629,9 +656,12 @@ async def test_raw_websocket_refuses_a_non_rfc6455_key(bed: Bed):
 
 async def test_a_client_leaving_before_the_host_arrives_frees_the_reservation(bed: Bed):
     await bed.simulated.stop()
-    ws = await ws_connect(wst_url(bed), additional_headers=bearer(bed.ticket()))
+    # The upgrade is held while the host is awaited: the client hangs up before any answer.
+    reader, writer = await asyncio.open_connection("127.0.0.1", bed.port)
+    writer.write(request_head("GET", {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", **bearer(bed.ticket())}))
     await bed.connection_when(lambda c: c.host_notified_at is not None)
-    await ws.close()
+    writer.close()
     connection = await bed.connection_when(lambda c: c.state == ConnectionState.FAILED)
     assert connection.error_code == "ConnectionFailedClientDisconnect"
     assert len(bed.server.rendezvous) == 0

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection as db_connection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import InvalidStatus
 
 from broker import verdicts
 from broker.choices import ConnectionState
@@ -191,19 +191,23 @@ def wst_url(bed: Bed) -> str:
     return f"ws://127.0.0.1:{bed.port}/remoteDesktopGateway/"
 
 
-async def refused_close(bed: Bed, during) -> tuple[int, str]:
+async def refusal_answer(bed: Bed, during) -> tuple[int, str]:
     """Connect over the raw WebSocket transport, let ``during`` run once the host is reserved, and return
-    the close code and reason the client is answered with."""
-    async with ws_connect(wst_url(bed), additional_headers={"Authorization": f"Bearer {bed.ticket()}"}) as ws:
+    the HTTP status and reason phrase the client's upgrade is answered with (the 101 waits for the verdict)."""
+    opening = asyncio.ensure_future(ws_connect(wst_url(bed), additional_headers={"Authorization": f"Bearer {bed.ticket()}"},
+                                               open_timeout=None))
+    try:
         # Once the connect order is out the broker's set-up is over: nothing else writes the record until
         # ``during`` does (on the test's in-memory SQLite two writers at once fail with "table is locked").
         await bed.connection_when(lambda connection: connection.state == ConnectionState.CONNECTING
                                   and connection.host_notified_at is not None)
         await during()
-        with pytest.raises(ConnectionClosedError):
+        with pytest.raises(InvalidStatus) as refused:
             async with asyncio.timeout(RECEIVE_TIMEOUT):
-                await ws.recv()
-    return ws.close_code, ws.close_reason
+                await opening
+    finally:
+        opening.cancel()
+    return refused.value.response.status_code, refused.value.response.reason_phrase
 
 
 def expire_now(settings) -> None:
@@ -224,9 +228,9 @@ async def test_the_brokers_verdict_wakes_the_waiting_client_without_a_poll(bed: 
         # is woken directly).
         await asyncio.to_thread(_run_in_thread, expire_now, settings)
 
-    code, reason = await refused_close(bed, the_beat_expires_the_reservation)
+    status, reason = await refusal_answer(bed, the_beat_expires_the_reservation)
 
-    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+    assert status == 504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
 
 
 @pytestmark_db
@@ -249,11 +253,11 @@ async def test_a_verdict_announced_over_the_channel_layer_wakes_the_waiting_clie
         await asyncio.to_thread(_run_in_thread, in_a_worker_process)
 
     try:
-        code, reason = await refused_close(bed, a_worker_fails_it)
+        status, reason = await refusal_answer(bed, a_worker_fails_it)
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
-    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+    assert status == 504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
 
 
 @pytestmark_db
@@ -268,9 +272,9 @@ async def test_a_lost_announcement_is_still_read_by_the_safety_net(bed: Bed, set
     async def the_beat_expires_the_reservation() -> None:
         await asyncio.to_thread(_run_in_thread, expire_now, settings)
 
-    code, reason = await refused_close(bed, the_beat_expires_the_reservation)
+    status, reason = await refusal_answer(bed, the_beat_expires_the_reservation)
 
-    assert code == 4504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
+    assert status == 504 and reason.startswith("ConnectionFailedReverseConnectTimeout activity ")
 
 
 def _run_in_thread(func, *args) -> None:
