@@ -5,18 +5,15 @@ browser download (`playwright install`) is never used.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
-import ssl
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from testbed.processes import REPO_ROOT, ControlPlane
@@ -34,6 +31,8 @@ WAIT_MS = 30_000  # an upper bound for a loaded 2-core machine, not a speed asse
 def _missing() -> str | None:
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing: apt-get install -y chromium"
+    if shutil.which("certutil") is None:
+        return "certutil is missing: apt-get install -y libnss3-tools"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -53,16 +52,16 @@ def pytest_collection_modifyitems(config, items) -> None:
 # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it
 # is open, which would break every asyncio test that runs after the browser modules.
 @pytest.fixture(scope="module")
-def chromium(plane) -> Iterator:
+def chromium(plane, tmp_path_factory) -> Iterator:
     reason = _missing()
     if reason:
         pytest.skip(f"browser test skipped: {reason}")
     from playwright.sync_api import sync_playwright
 
-    # The plane serves https with a certificate from its own CA. Chromium takes no CA file; it is told to
-    # accept exactly the key of that one certificate (pinned by its SPKI hash), nothing else.
-    # Playwright's own HTTP client (page.request) runs in its Node driver, which trusts NODE_EXTRA_CA_CERTS.
-    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(plane)}"]
+    # The plane serves https with a certificate from its own CA, which Chromium trusts through its NSS
+    # store in a HOME of its own. Playwright's own HTTP client (page.request) runs in its Node driver, which
+    # trusts NODE_EXTRA_CA_CERTS.
+    env = trusting_home(plane, tmp_path_factory.mktemp("chromium-home"))
     before = os.environ.get("NODE_EXTRA_CA_CERTS")
     os.environ["NODE_EXTRA_CA_CERTS"] = str(plane.ca_file)
     manager = sync_playwright()
@@ -74,7 +73,8 @@ def chromium(plane) -> Iterator:
         else:
             os.environ["NODE_EXTRA_CA_CERTS"] = before
     try:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                                             env=env)
         try:
             yield browser
         finally:
@@ -102,12 +102,15 @@ def plane(tmp_path_factory) -> Iterator[ControlPlane]:
         control_plane.stop()
 
 
-def spki_hash(plane: ControlPlane) -> str:
-    """Base64 of the SHA-256 of the web certificate's SubjectPublicKeyInfo, as Chromium's flag wants it."""
-    pem = ssl.get_server_certificate((plane.host, plane.port), ca_certs=str(plane.ca_file))
-    spki = x509.load_pem_x509_certificate(pem.encode()).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+def trusting_home(plane: ControlPlane, home: Path) -> dict[str, str]:
+    """A HOME whose NSS database (Chromium's certificate store on Linux, ~/.pki/nssdb) trusts the plane's CA
+    to identify web servers, as a user's `certutil -A -t C,,` would; the environment to launch Chromium with."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for command in (["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"],
+                    ["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "WVD test CA", "-t", "C,,", "-i", str(plane.ca_file)]):
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return {**os.environ, "HOME": str(home)}
 
 
 @pytest.fixture
