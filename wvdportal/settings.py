@@ -160,6 +160,9 @@ STORAGES = {
 # Serve straight from the apps' static folders: `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# The vendored browser RDP client lives in folders named with its pinned version (feed/webclientvendor.py),
+# so its URL changes whenever its bytes may: browsers keep it for good instead of re-checking 6 MB.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"/feed/vendor/[a-z0-9-]+-\d+\.\d+\.\d+/[^/]+$"
 
 # --- Redis: channel layer and Celery broker, or the embedded default without it -------------
 REDIS_URL = env_redis_url("WVD_REDIS_URL")
