@@ -32,6 +32,15 @@ class UserSessionState(models.TextChoices):
     DISCONNECTED = "disconnected", "Disconnected"
 
 
+class ConnectionTransport(models.TextChoices):
+    """How the client reached the gateway (gateway/transports/)."""
+
+    RDG_WEBSOCKET = "rdg-websocket", "RD Gateway (WebSocket)"
+    RDG_HTTP = "rdg-http", "RD Gateway (HTTP)"
+    WEBSOCKET = "websocket", "Raw WebSocket"
+    RDCLEANPATH = "rdcleanpath", "Browser (RDCleanPath)"
+
+
 class ConnectionState(models.TextChoices):
     STARTED = "started", "Started"
     CONNECTING = "connecting", "Connecting"

@@ -17,6 +17,7 @@ from django.utils import timezone
 from broker import verdicts
 from broker.choices import (
     ConnectionState,
+    ConnectionTransport,
     EndReason,
     HostPoolType,
     LoadBalancer,
@@ -561,6 +562,8 @@ class Connection(models.Model):
     )
     client_address = models.GenericIPAddressField(null=True, blank=True)
     client_name = models.CharField(max_length=255, blank=True)
+    transport = models.CharField(max_length=20, choices=ConnectionTransport.choices, blank=True,
+                                 help_text="How the client reached the gateway (blank on records made before).")
     state = models.CharField(max_length=16, choices=ConnectionState.choices, default=ConnectionState.STARTED)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     ticket_accepted_at = models.DateTimeField(null=True, blank=True)

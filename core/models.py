@@ -108,11 +108,15 @@ class ApiToken(models.Model):
 
 class RevokedTicket(models.Model):
     """A connection or host ticket refused before its expiry (core.tickets). Kept only until the
-    ticket expires anyway; a periodic task purges older rows."""
+    ticket expires anyway; a periodic task purges older rows.
+
+    A single-use web ticket is consumed by inserting its row with ``used`` set when it is admitted: the
+    unique jti makes the first admission the only one (core.tickets.consume_single_use)."""
 
     jti = models.CharField(max_length=64, unique=True)
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(default=timezone.now)
+    used = models.BooleanField(default=False, help_text="Consumed by its one admission (a web ticket), not revoked.")
 
     class Meta:
         ordering = ["-revoked_at", "-id"]

@@ -18,14 +18,15 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.core import signing
+from django.db import IntegrityError, transaction
 
 from core.models import RevokedTicket
 from wire import tickets as envelope
 from wire.tickets import MAX_TICKET_LENGTH, ConnectionTicket, HostTicket, TicketFormatError
 
-__all__ = ["MAX_TICKET_LENGTH", "ConnectionTicket", "HostTicket", "TicketRefused", "issue_connection_ticket",
-           "issue_host_ticket", "purge_expired_revocations", "revoke_ticket", "verify_connection_ticket",
-           "verify_host_ticket"]
+__all__ = ["MAX_TICKET_LENGTH", "ConnectionTicket", "HostTicket", "TicketRefused", "consume_single_use",
+           "issue_connection_ticket", "issue_host_ticket", "issue_web_ticket", "purge_expired_revocations",
+           "revoke_ticket", "verify_connection_ticket", "verify_host_ticket"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T", ConnectionTicket, HostTicket)
@@ -37,8 +38,8 @@ DEFAULT_HOST_TICKET_LIFETIME = timedelta(seconds=60)
 
 
 class TicketRefused(Exception):
-    """A ticket was refused; ``reason_code`` is one of malformed, bad_signature, expired, revoked,
-    wrong_kind, and ``message`` a sentence for the user."""
+    """A ticket was refused; ``reason_code`` is one of malformed, bad_signature, expired, revoked, used
+    (a single-use ticket presented again), wrong_kind, and ``message`` a sentence for the user."""
 
     def __init__(self, reason_code: str, message: str) -> None:
         super().__init__(message)
@@ -100,7 +101,10 @@ def _verify(ticket: str, kind: str, read: Callable[[dict], T], now: datetime | N
         value = read(claims)
     except TicketFormatError as exc:
         raise _refuse("malformed", str(exc), claims["j"]) from None
-    if RevokedTicket.objects.filter(jti=value.jti).exists():
+    revoked = RevokedTicket.objects.filter(jti=value.jti).values_list("used", flat=True).first()
+    if revoked is not None:
+        if revoked:
+            raise _refuse("used", "This single-use ticket has been used already.", value.jti)
         raise _refuse("revoked", "The ticket has been revoked.", value.jti)
     return value
 
@@ -117,6 +121,33 @@ def issue_connection_ticket(*, user, application_group_id: int, resource: str, h
     )
     return _sign(envelope.CONNECTION_KIND, claims,
                  settings.CONNECTION_TICKET_LIFETIME if lifetime is None else lifetime)
+
+
+def issue_web_ticket(*, user, application_group_id: int, resource: str, host_pool_id: int,
+                     host_pool_name: str) -> str:
+    """A connection ticket for the browser client: single use, short-lived (settings.WEB_TICKET_LIFETIME,
+    60 s by default), accepted only on the gateway's RDCleanPath transport. The user's page mints one
+    per click and hands it to the page's client, which sends it as RDCleanPath's proxy_auth (never in a
+    URL)."""
+    if user is None or getattr(user, "pk", None) is None:
+        raise ValueError("A connection ticket is issued to a saved user.")
+    claims = envelope.connection_claims(
+        user_id=user.pk, username=user.get_username(), application_group_id=application_group_id,
+        resource=resource, host_pool_id=host_pool_id, host_pool_name=host_pool_name, single_use=True,
+    )
+    return _sign(envelope.CONNECTION_KIND, claims, settings.WEB_TICKET_LIFETIME)
+
+
+def consume_single_use(ticket: ConnectionTicket) -> bool:
+    """Use up a single-use ticket (call it inside the admission's transaction): True the first time,
+    False when it was used (or revoked) already. The unique jti decides a race: one insert wins."""
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the loser's insert
+            RevokedTicket.objects.create(jti=ticket.jti, expires_at=ticket.expires_at, used=True)
+    except IntegrityError:
+        logger.info("Single-use ticket presented again jti=%s", ticket.jti)
+        return False
+    return True
 
 
 def verify_connection_ticket(ticket: str, *, now: datetime | None = None) -> ConnectionTicket:

@@ -16,12 +16,12 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from broker.admission import Denial, entitlement_denial
-from broker.choices import ConnectionState, EndReason
+from broker.choices import ConnectionState, ConnectionTransport, EndReason
 from broker.models import Connection, GatewayInstance, HostPool
 from broker.placement import release_reservation
 from broker.tasks import orchestrate_connection
 from core.access import ticket_predates_access_change
-from core.tickets import ConnectionTicket, TicketRefused, verify_connection_ticket
+from core.tickets import ConnectionTicket, TicketRefused, consume_single_use, verify_connection_ticket
 from gateway.preauth import garbage_tickets
 from gateway.relay import RelayResult, Side
 from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
@@ -73,11 +73,19 @@ def _instance(name: str) -> GatewayInstance | None:
 NOT_OURS = frozenset({"malformed", "bad_signature", "wrong_kind"})
 
 
-def admit(paa_token: str, client_address: str, instance_name: str) -> Admission | Refusal:
+def admit(paa_token: str, client_address: str, instance_name: str, *, transport: str = "",
+          refuse_with: Denial | None = None) -> Admission | Refusal:
     """Step 6: check the client's ticket, and that its user may still use what it names: the account active,
     no access change since the ticket was issued (core/access.py), the resource there and still theirs
-    (broker/admission.py). Then open its Connection record; a refusal is recorded too."""
-    where = dict(client_address=_client_ip(client_address), gateway_instance=_instance(instance_name))
+    (broker/admission.py). Then open its Connection record; a refusal is recorded too.
+
+    ``transport`` (a ConnectionTransport) is recorded and decides which tickets it takes: a single-use web
+    ticket only on RDCleanPath, an ordinary one everywhere else. A web ticket is consumed here, in the
+    transaction that opens the record. ``refuse_with`` is a refusal the transport has already decided (a
+    foreign Origin): recorded with the ticket's user and resource once the ticket proves who it is, and
+    the ticket is not consumed."""
+    where = dict(client_address=_client_ip(client_address), gateway_instance=_instance(instance_name),
+                 transport=transport)
     try:
         ticket = verify_connection_ticket(paa_token)
     except TicketRefused as refused:
@@ -92,8 +100,16 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()
     fields = dict(where, username=ticket.username, application_group_id=ticket.application_group_id,
                   resource_name=ticket.resource, host_pool_id=ticket.host_pool_id)
-    # The most telling reason first: the account, the resource, the assignment, then any other change.
-    if user is None:
+    # The most telling reason first: the transport's own, the ticket's kind, the account, the resource,
+    # the assignment, then any other change.
+    browser = transport == ConnectionTransport.RDCLEANPATH
+    if refuse_with is not None:
+        denial = refuse_with
+    elif ticket.single_use != browser:
+        denial = Denial(ErrorCode.ConnectionFailedTicketWrongClient, (
+            "A .rdp file's ticket was presented by a browser client." if browser else
+            "A browser client's single-use ticket was presented by another kind of client."))
+    elif user is None:
         denial = Denial(ErrorCode.ConnectionFailedUserNotAuthorized, "This account no longer exists or is disabled.")
     elif not HostPool.objects.filter(pk=ticket.host_pool_id).exists():
         denial = Denial(ErrorCode.ConnectionFailedResourceNotFound, "The host pool of this resource no longer exists.")
@@ -105,7 +121,12 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
     if denial is None:
         try:
             with transaction.atomic():
+                # Consumed with the record it opens: a second use (even a concurrent one) finds the row.
+                if ticket.single_use and not consume_single_use(ticket):
+                    raise _AlreadyUsed
                 connection = Connection.objects.admit(**fields, user=user)
+        except _AlreadyUsed:
+            denial = Denial(ErrorCode.ConnectionFailedTicketAlreadyUsed, "This single-use ticket has been used already.")
         except IntegrityError:  # the group or pool was deleted a moment ago
             denial = Denial(ErrorCode.ConnectionFailedResourceNotFound, "The resource was deleted just now.")
         else:
@@ -113,6 +134,10 @@ def admit(paa_token: str, client_address: str, instance_name: str) -> Admission 
     connection = Connection.objects.refuse(denial.code, denial.message, **fields, user=user)
     log.info("refused %s's ticket for %s: %s (%s)", ticket.username, ticket.resource, denial.code, denial.message)
     return refusal_for(denial.code, denial.message, str(connection.activity_id))
+
+
+class _AlreadyUsed(Exception):
+    """A single-use ticket lost the race for its one admission (rolls the admission back)."""
 
 
 def _requested_name(resource: str) -> str:

@@ -50,6 +50,9 @@ class ErrorCode(StrEnum):
     ConnectionFailedTicketInvalid = "ConnectionFailedTicketInvalid"
     ConnectionFailedTicketExpired = "ConnectionFailedTicketExpired"
     ConnectionFailedTicketRevoked = "ConnectionFailedTicketRevoked"
+    ConnectionFailedTicketAlreadyUsed = "ConnectionFailedTicketAlreadyUsed"
+    ConnectionFailedTicketWrongClient = "ConnectionFailedTicketWrongClient"
+    ConnectionFailedOriginNotAllowed = "ConnectionFailedOriginNotAllowed"
     ConnectionFailedUnsupportedAuthentication = "ConnectionFailedUnsupportedAuthentication"
     ConnectionFailedClientProtocolError = "ConnectionFailedClientProtocolError"
     ConnectionFailedUserNotAuthorized = "ConnectionFailedUserNotAuthorized"
@@ -64,6 +67,8 @@ class ErrorCode(StrEnum):
     ConnectionFailedAgentDisconnected = "ConnectionFailedAgentDisconnected"
     ConnectionFailedReverseConnectTimeout = "ConnectionFailedReverseConnectTimeout"
     ConnectionFailedHostListenerUnreachable = "ConnectionFailedHostListenerUnreachable"
+    ConnectionFailedHostSecurityNegotiation = "ConnectionFailedHostSecurityNegotiation"
+    ConnectionFailedHostCertificateMismatch = "ConnectionFailedHostCertificateMismatch"
     ConnectionFailedClientDisconnect = "ConnectionFailedClientDisconnect"
     ConnectionBrokenMissedHeartbeat = "ConnectionBrokenMissedHeartbeat"
     InternalError = "InternalError"
@@ -134,6 +139,32 @@ def _entries() -> list[ConnectionErrorCode]:
                    "password was changed, they left a group or an assignment of theirs was changed, or an "
                    "administrator used Sign out everywhere (README, Access). A new file from the feed works "
                    "if the user still has access.",
+        ),
+        ConnectionErrorCode(
+            code=E.ConnectionFailedTicketAlreadyUsed, stage="ticket", fix_by="user",
+            gateway_status=P.E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED,
+            message="This browser session link has been used already. Open the desktop again from your page.",
+            remedy="The browser client's ticket (minted when the user clicks \"Open in browser\") is single use: "
+                   "the first connection consumes it and any later one with it is refused, so a ticket seen "
+                   "in transit cannot be replayed. Reloading the session page mints a new one.",
+        ),
+        ConnectionErrorCode(
+            code=E.ConnectionFailedTicketWrongClient, stage="ticket", fix_by="user",
+            gateway_status=P.E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED,
+            message="This ticket is for another kind of client. Open the desktop from your page again (the "
+                    "browser link for the browser, the .rdp file for a Remote Desktop client).",
+            remedy="The ticket of a .rdp file was presented by a browser client (RDCleanPath), or the browser "
+                   "client's single-use ticket by a Remote Desktop client. Each works only on its own "
+                   "transport, so neither can be replayed through the other.",
+        ),
+        ConnectionErrorCode(
+            code=E.ConnectionFailedOriginNotAllowed, stage="ticket", fix_by="admin",
+            gateway_status=P.E_PROXY_COOKIE_AUTHENTICATION_ACCESS_DENIED,
+            message="This web page may not open remote desktops through this gateway. Open the desktop from "
+                    "your own portal's page.",
+            remedy="A browser client's WebSocket came from a page whose Origin is not one of the portal's "
+                   "(WVD_WEB_ORIGINS, by default the web listener's public URL). If the portal is served "
+                   "under another name, add that origin to WVD_WEB_ORIGINS. The ticket is not consumed.",
         ),
         ConnectionErrorCode(
             code=E.ConnectionFailedUnsupportedAuthentication, stage="ticket", fix_by="user",
@@ -264,6 +295,27 @@ def _entries() -> list[ConnectionErrorCode]:
                    "listens where the agent is configured to connect.",
         ),
         ConnectionErrorCode(
+            code=E.ConnectionFailedHostSecurityNegotiation, stage="host", fix_by="admin",
+            gateway_status=P.E_PROXY_TS_CONNECTFAILED,
+            message="The session host's remote desktop service refused a secure connection. Contact your "
+                    "administrator.",
+            remedy="Browser connections: the gateway asks the host's RDP listener for TLS (as the browser "
+                   "client does) and the listener answered without choosing TLS (an RDP negotiation failure, "
+                   "or standard RDP security only). Enable TLS on the host's listener (xrdp: "
+                   "security_layer=tls or negotiate with a certificate).",
+        ),
+        ConnectionErrorCode(
+            code=E.ConnectionFailedHostCertificateMismatch, stage="host", fix_by="admin",
+            gateway_status=P.E_PROXY_TS_CONNECTFAILED,
+            message="The session host presented an unexpected certificate, so the connection was stopped. "
+                    "Contact your administrator.",
+            remedy="Browser connections: the gateway pins the host's RDP certificate to the SHA-256 "
+                   "fingerprint its agent last reported. The listener presented another one, or the agent "
+                   "never reported one (run the agent with --rdp-cert/--rdp-key so it installs and reports "
+                   "the host's certificate). A mismatch right after a renewal clears when the agent reports "
+                   "again; otherwise check what answers on the host's RDP port.",
+        ),
+        ConnectionErrorCode(
             code=E.ConnectionFailedClientDisconnect, stage="host", fix_by="user",
             gateway_status=P.E_PROXY_CONNECTIONABORTED,
             message="Your device disconnected before the connection was ready. Check your network and retry.",
@@ -301,6 +353,7 @@ TICKET_REFUSAL_CODES: dict[str, ErrorCode] = {
     "wrong_kind": ErrorCode.ConnectionFailedTicketInvalid,
     "expired": ErrorCode.ConnectionFailedTicketExpired,
     "revoked": ErrorCode.ConnectionFailedTicketRevoked,
+    "used": ErrorCode.ConnectionFailedTicketAlreadyUsed,
 }
 
 

@@ -23,6 +23,11 @@ Claims, with short keys to keep tickets small (times in seconds since the epoch)
 | g, r | | application group id, resource | |
 | h, p | | host pool id, host pool name | |
 | a, s | | | connection activity id, session host id |
+| o | | 1 on a single-use web ticket (absent otherwise) | |
+
+A single-use (web) ticket is what the user's page hands the browser client: about a minute long, admitted
+once (gateway/records.admit consumes it), and only on the browser's transport (RDCleanPath); an ordinary
+connection ticket (the .rdp file's) is refused there, and a web ticket everywhere else.
 
 Pure functions (no Django): core.tickets issues and verifies tickets with them, and the connector reads a
 file's ticket to show its expiry.
@@ -76,6 +81,7 @@ class ConnectionTicket:
     host_pool_name: str
     issued_at: datetime
     expires_at: datetime
+    single_use: bool = False  # a web ticket: admitted once, on the browser transport only
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class HostTicket:
 
 
 def connection_claims(*, user_id: int, username: str, application_group_id: int, resource: str,
-                      host_pool_id: int, host_pool_name: str) -> dict:
+                      host_pool_id: int, host_pool_name: str, single_use: bool = False) -> dict:
     """A connection ticket's own claims; ValueError for a value no ticket may carry."""
     if not _positive_int(user_id):
         raise ValueError("A connection ticket is issued to a saved user.")
@@ -99,8 +105,11 @@ def connection_claims(*, user_id: int, username: str, application_group_id: int,
         raise ValueError(f"The resource must be 1-{MAX_RESOURCE_LENGTH} characters.")
     if not _positive_int(application_group_id) or not _positive_int(host_pool_id):
         raise ValueError("application_group_id and host_pool_id must be positive integers.")
-    return {"u": user_id, "n": str(username), "g": application_group_id, "r": resource, "h": host_pool_id,
-            "p": str(host_pool_name)}
+    claims = {"u": user_id, "n": str(username), "g": application_group_id, "r": resource, "h": host_pool_id,
+              "p": str(host_pool_name)}
+    if single_use:
+        claims["o"] = 1
+    return claims
 
 
 def host_claims(*, connection_activity_id: str, session_host_id: int) -> dict:
@@ -153,12 +162,15 @@ def connection_ticket(claims: dict) -> ConnectionTicket:
     """A connection ticket's claims (from decode_claims) as a value; TicketFormatError when one is wrong."""
     user_id, username, group_id = claims.get("u"), claims.get("n"), claims.get("g")
     resource, pool_id, pool_name = claims.get("r"), claims.get("h"), claims.get("p")
+    once = claims.get("o", 0)
     if not (_positive_int(user_id) and isinstance(username, str) and _positive_int(group_id)
-            and isinstance(resource, str) and _positive_int(pool_id) and isinstance(pool_name, str)):
+            and isinstance(resource, str) and _positive_int(pool_id) and isinstance(pool_name, str)
+            and once in (0, 1) and not isinstance(once, bool)):
         raise TicketFormatError("The ticket's contents are not in the expected format.")
     return ConnectionTicket(
         jti=claims["j"], user_id=user_id, username=username, application_group_id=group_id, resource=resource,
         host_pool_id=pool_id, host_pool_name=pool_name, issued_at=_at(claims["i"]), expires_at=_at(claims["e"]),
+        single_use=once == 1,
     )
 
 

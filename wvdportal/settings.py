@@ -330,6 +330,9 @@ GATEWAY_TLS_NAMES = _GATEWAY_ADDRESSES["GATEWAY_TLS_NAMES"]
 CONNECTION_TICKET_LIFETIME = timedelta(
     minutes=env_int("WVD_CONNECTION_TICKET_MINUTES", 8 * 60, minimum=1, maximum=7 * 24 * 60)
 )
+# The browser client's single-use ticket (core.tickets.issue_web_ticket): the page mints one per click
+# and the client presents it within seconds.
+WEB_TICKET_LIFETIME = timedelta(seconds=env_int("WVD_WEB_TICKET_SECONDS", 60, minimum=5, maximum=600))
 
 # --- Host agent channel (hostagent/) ----------------------------------------------------------------
 # Agents send a heartbeat every HEARTBEAT_INTERVAL seconds; a host that misses MISSED_HEARTBEATS in a

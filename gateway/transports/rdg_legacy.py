@@ -26,6 +26,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.choices import ConnectionTransport
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError
 from gateway.transports.stream import ClientStream
@@ -201,7 +202,8 @@ def _check_upload_head(head: httpupgrade.RequestHead, connection_id: str) -> Non
 
 async def _run_tunnel(server: GatewayServer, stream: ClientStream, pair: LegacyPair) -> None:
     """Decode the chunked upload into the tunnel until a connection ends."""
-    tunnel = RdgTunnel(server, stream.address, LegacySink(pair), tuple(pair.halves.values()))
+    tunnel = RdgTunnel(server, stream.address, LegacySink(pair), tuple(pair.halves.values()),
+                       transport=ConnectionTransport.RDG_HTTP)
     decoder = httpupgrade.ChunkedDecoder()
     try:
         while not tunnel.closed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from broker.choices import ConnectionTransport
 from gateway import httpupgrade
 from gateway.transports.stream import ClientStream
 from gateway.transports.tunnel import RdgTunnel
@@ -49,7 +50,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
     stream.write(httpupgrade.build_switching_protocols(head.websocket_key))
     ws = ServerWebSocket()
     sink = WebSocketSink(stream, ws)
-    tunnel = RdgTunnel(server, stream.address, sink, (stream,))
+    tunnel = RdgTunnel(server, stream.address, sink, (stream,), transport=ConnectionTransport.RDG_WEBSOCKET)
     try:
         while not ws.should_close_transport:
             chunk = await tunnel.read_client(stream)

@@ -40,9 +40,11 @@ def in_thread(func: Callable) -> Callable:
 class ClientSetup:
     """One client's way from its ticket to a paired relay."""
 
-    def __init__(self, server: GatewayServer, client_address: str, streams: Sequence[ClientStream] = ()) -> None:
+    def __init__(self, server: GatewayServer, client_address: str, streams: Sequence[ClientStream] = (), *,
+                 transport: str = "") -> None:
         self.server = server
         self.client_address = client_address
+        self.transport = transport  # a ConnectionTransport: recorded, and decides which tickets it takes
         self.streams = tuple(streams)  # the client's connection(s): authenticated once its ticket is admitted
         self.admission: records.Admission | None = None
         self.relay: Relay | None = None
@@ -55,13 +57,15 @@ class ClientSetup:
     def paired(self) -> bool:
         return self.relay is not None and self.relay.paired.is_set()
 
-    async def admit(self, ticket: str) -> records.Refusal | None:
+    async def admit(self, ticket: str, refuse_with: records.Denial | None = None) -> records.Refusal | None:
         """Step 6: check the ticket and open the Connection record (a refusal is recorded too, unless the
-        ticket is not ours at all: gateway/preauth.py)."""
+        ticket is not ours at all: gateway/preauth.py). ``refuse_with``: a refusal the transport decided
+        itself, recorded under the ticket's user (records.admit)."""
         for stream in self.streams:
             stream.authenticating = True
         try:
-            outcome = await in_thread(records.admit)(ticket, self.client_address, self.server.config.instance_name)
+            outcome = await in_thread(records.admit)(ticket, self.client_address, self.server.config.instance_name,
+                                                     transport=self.transport, refuse_with=refuse_with)
         finally:
             for stream in self.streams:
                 stream.authenticating = False

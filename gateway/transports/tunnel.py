@@ -87,12 +87,12 @@ class RdgTunnel:
     """One client's tunnel, from HANDSHAKE_REQUEST to the end of its relay."""
 
     def __init__(self, server: GatewayServer, client_address: str, sink: PacketSink,
-                 streams: Sequence[ClientStream] = ()) -> None:
+                 streams: Sequence[ClientStream] = (), *, transport: str = "") -> None:
         self.server = server
         self.client_address = client_address
         self.sink = sink
         self.session = RdgServerSession()
-        self.setup = ClientSetup(server, client_address, streams)
+        self.setup = ClientSetup(server, client_address, streams, transport=transport)
         self.client_end = TunnelClientEnd(self.session, sink)
         self.client_name = ""
         self._channel_task: asyncio.Task | None = None

@@ -25,9 +25,9 @@ Answers (every refusal is also a failed Connection record with its documented er
   | HTTP | close code | error codes |
   | --- | --- | --- |
   | 400 | 4400 | ConnectionFailedClientProtocolError (e.g. the same connection opened twice) |
-  | 400 | 4401 | the ticket codes (missing, malformed, forged, expired, revoked; with ``WWW-Authenticate: Bearer``) |
-  | 400 | 4403 | ConnectionFailedUserNotAuthorized, ResourceNotFound, ResourceMismatch, NoPersonalDesktopAssigned |
-  | 502 | 4502 | ConnectionFailedAgentDisconnected, HostListenerUnreachable (the host cannot be reached) |
+  | 400 | 4401 | the ticket codes (missing, malformed, forged, expired, revoked, already used, wrong client; with ``WWW-Authenticate: Bearer``) |
+  | 400 | 4403 | ConnectionFailedUserNotAuthorized, ResourceNotFound, ResourceMismatch, NoPersonalDesktopAssigned, OriginNotAllowed |
+  | 502 | 4502 | ConnectionFailedAgentDisconnected, HostListenerUnreachable, HostSecurityNegotiation, HostCertificateMismatch (the host cannot be reached, or not safely) |
   | 503 | 4503 | ConnectionFailedNoHealthyRdshAvailable, MaxSessionsReached, PersonalDesktopFailed, NoPersonalDesktopFree |
   | 504 | 4504 | ConnectionFailedOrchestrationTimeout, ReverseConnectTimeout (no host arrived in time) |
   | 500 | 4500 | InternalError and any other code |
@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from websockets.datastructures import MultipleValuesError
 
+from broker.choices import ConnectionTransport
 from broker.models import Connection
 from gateway import httpupgrade, records
 from gateway.relay import Side
@@ -70,12 +71,17 @@ CLOSE_CODES: dict[str, int] = {
     E.ConnectionFailedTicketExpired: 4401,
     E.ConnectionFailedTicketRevoked: 4401,
     E.ConnectionFailedUnsupportedAuthentication: 4401,
+    E.ConnectionFailedTicketAlreadyUsed: 4401,
+    E.ConnectionFailedTicketWrongClient: 4401,
+    E.ConnectionFailedOriginNotAllowed: 4403,
     E.ConnectionFailedUserNotAuthorized: 4403,
     E.ConnectionFailedResourceNotFound: 4403,
     E.ConnectionFailedResourceMismatch: 4403,
     E.ConnectionFailedNoPersonalDesktopAssigned: 4403,
     E.ConnectionFailedAgentDisconnected: 4502,
     E.ConnectionFailedHostListenerUnreachable: 4502,
+    E.ConnectionFailedHostSecurityNegotiation: 4502,
+    E.ConnectionFailedHostCertificateMismatch: 4502,
     E.ConnectionFailedNoHealthyRdshAvailable: 4503,
     E.ConnectionFailedMaxSessionsReached: 4503,
     E.ConnectionFailedPersonalDesktopFailed: 4503,
@@ -210,7 +216,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
     if not is_rfc6455_key(key):
         stream.refuse(400, "Sec-WebSocket-Key must be base64 of 16 bytes (RFC 6455)")
         return
-    setup = ClientSetup(server, stream.address, (stream,))
+    setup = ClientSetup(server, stream.address, (stream,), transport=ConnectionTransport.WEBSOCKET)
     refusal = await setup.admit(bearer_ticket(head))
     if refusal is not None:
         stream.write(build_refusal_response(refusal))

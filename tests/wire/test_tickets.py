@@ -82,3 +82,19 @@ def test_a_connection_ticket_missing_a_claim_is_refused():
     del claims["g"]
     with pytest.raises(tickets.TicketFormatError):
         tickets.connection_ticket(claims)
+
+
+def test_a_single_use_claim_reads_back_and_ordinary_tickets_carry_none():
+    web = tickets.connection_claims(user_id=5, username="alice", application_group_id=7, resource="dag-a",
+                                    host_pool_id=3, host_pool_name="pool-a", single_use=True)
+    assert web["o"] == 1 and "o" not in CONNECTION
+    read = tickets.read_connection_ticket(unsigned_connection_ticket(o=1) + "." + "s" * tickets.SIGNATURE_LENGTH)
+    assert read.single_use
+    assert not tickets.read_connection_ticket(unsigned_connection_ticket() + "." + "s" * 43).single_use
+
+
+@pytest.mark.parametrize("once", [2, True, "1", None, -1])
+def test_a_single_use_claim_of_another_value_is_refused(once):
+    claims = {**CONNECTION, "j": "abcdefghijklmnopq", "i": 1, "e": 2, "o": once}
+    with pytest.raises(tickets.TicketFormatError):
+        tickets.connection_ticket(claims)
