@@ -86,6 +86,11 @@ def rdp_path(resource: Resource) -> str:
     return reverse("feed:rdp", args=[resource.application_group_name, resource.alias])
 
 
+def web_session_path(resource: Resource) -> str:
+    """The desktop in the browser (feed/webclient.py)."""
+    return reverse("feed:web-session", args=[resource.application_group_name, resource.alias])
+
+
 def icon_path(resource: Resource, *, png32: bool = False) -> str:
     """The .ico (``png32=False``) or 32x32 .png URL path, versioned for caching."""
     name = "feed:icon-png32" if png32 else "feed:icon-ico"

@@ -1,4 +1,5 @@
-"""The feed's URLs: the user's page, the JSON feed, the MS-TSWP webfeed, .rdp files and icons.
+"""The feed's URLs: the user's page, the JSON feed, the MS-TSWP webfeed, .rdp files, icons, and a desktop in
+the browser.
 
 Files are keyed by ``<application group>/<alias>`` (the alias is ``desktop`` for a desktop group's
 desktop, the RemoteApp's name otherwise), so a desktop and a RemoteApp can never be confused.
@@ -8,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path, re_path
 
-from feed import views
+from feed import views, webclient
 
 app_name = "feed"
 
@@ -27,4 +28,8 @@ urlpatterns = [
     re_path(rf"^feed/icon/{KEY}\.ico$", views.IconView.as_view(), name="icon-ico"),
     re_path(rf"^feed/icon/{KEY}_32x32\.png$", views.IconView.as_view(png32=True), name="icon-png32"),
     path("api/v1/feed/", views.FeedApiView.as_view(), name="api-feed"),
+    # A desktop in the browser (feed/webclient.py): the page, its web ticket, what became of its connection.
+    re_path(rf"^web/{KEY}/$", webclient.session_page, name="web-session"),
+    re_path(rf"^web/{KEY}/ticket/$", webclient.web_ticket, name="web-ticket"),
+    re_path(rf"^web/{KEY}/connection/$", webclient.web_connection, name="web-connection"),
 ]

@@ -44,7 +44,15 @@ from feed import icons
 from feed.models import Desktop, RemoteApp
 from feed.rdpfile import RDP_CONTENT_TYPE, RdpFileError, RdpResource, render_signed_rdp
 from feed.rdpsign import RdpSignatureError
-from feed.resources import DESKTOP, Resource, icon_path, rdp_path, resource_for, resources_for
+from feed.resources import (
+    DESKTOP,
+    Resource,
+    icon_path,
+    rdp_path,
+    resource_for,
+    resources_for,
+    web_session_path,
+)
 from feed.serializers import FeedResourceSerializer
 from feed.webfeed import (
     SCHEMA_2_1,
@@ -298,7 +306,9 @@ def home(request: HttpRequest) -> HttpResponse:
     resources = resources_for(request.user)
     workspaces = [
         {"title": title, "description": items[0].workspace_description, "tiles": [
-            {"resource": resource, "rdp_url": rdp_path(resource), "icon_url": icon_path(resource)}
+            {"resource": resource, "rdp_url": rdp_path(resource), "icon_url": icon_path(resource),
+             # The browser client shows desktops only (feed/webclient.py says why).
+             "web_url": web_session_path(resource) if resource.kind == DESKTOP else ""}
             for resource in items
         ]}
         for (title, _), items in ((key, list(group)) for key, group in
@@ -320,6 +330,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {
         "workspaces": workspaces,
         "resource_count": len(resources),
+        "has_remoteapps": any(resource.kind != DESKTOP for resource in resources),
         "recent_connections": recent,
         "webfeed_url": request.build_absolute_uri(reverse("feed:webfeed")),
         "api_feed_url": request.build_absolute_uri(reverse("feed:api-feed")),

@@ -24,11 +24,13 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+VENDOR_DIR = Path(__file__).resolve().parent / "static" / "feed" / "vendor"
 REGISTRY = "https://registry.npmjs.org"
 MANIFEST_NAME = "manifest.json"
 # The largest file we accept from a tarball, and the largest tarball: the RDP backend is 6.1 MB unpacked.
@@ -94,6 +96,25 @@ def sri_sha512(data: bytes) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# The web component (Svelte) puts its stylesheet into its shadow root as one <style> element, compiled in as
+# `{ hash: "svelte-…", code: "<css>" }`.
+_COMPONENT_STYLE = re.compile(r'hash: "svelte-[a-z0-9]+",\s*code: ("(?:[^"\\]|\\.)*")')
+
+
+def component_style_hashes(source: str) -> list[str]:
+    """The CSP hash sources (``'sha256-…'``) of the <style> elements the component adds, read from its file:
+    the session page's ``style-src-elem`` allows exactly these, and they follow a version update by themselves."""
+    hashes = []
+    for match in _COMPONENT_STYLE.finditer(source):
+        try:
+            css = json.loads(match.group(1))
+        except ValueError:
+            continue
+        digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+        hashes.append(f"'sha256-{digest}'")
+    return hashes
 
 
 def verify_tarball(pin: Pin, tarball: bytes, registry_integrity: str | None = None) -> None:

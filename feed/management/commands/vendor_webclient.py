@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from feed import webclientvendor as vendor
 
-VENDOR_DIR = Path(__file__).resolve().parents[2] / "static" / "feed" / "vendor"
+VENDOR_DIR = vendor.VENDOR_DIR
 # What we read from the registry: its metadata for one version (a few kB) and the tarball.
 _TIMEOUT = 60
 _MAX_METADATA_BYTES = 1024 * 1024
