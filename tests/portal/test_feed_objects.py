@@ -248,3 +248,9 @@ def test_the_group_page_lists_resources_and_assignments(staff, desktop_group, re
 
     assert "Office desktop" in desktop_page and "member" in desktop_page
     assert "notepad.exe" in apps_page and "Nobody is assigned yet" in apps_page
+
+
+def test_a_desktop_in_the_portal_offers_its_rdp_file_and_the_browser(staff, desktop_group):
+    page = html.fromstring(staff.get(reverse("portal:group-detail", args=[desktop_group.pk])).content)
+    links = {link.text_content().strip(): link.get("href") for link in page.xpath("//p[@class='desktop-links']/a")}
+    assert links == {"Download .rdp": "/feed/rdp/dag-a/desktop.rdp", "Open in browser": "/web/dag-a/desktop/"}
