@@ -8,4 +8,4 @@ corpus (``corpus/<harness>/``, written by ``seeds.py``) through them in-process 
 does that for each harness for a few seconds, once per CI run.
 """
 
-HARNESSES = ("rdg", "gateway_http", "relaylink", "hostchannel")
+HARNESSES = ("rdg", "gateway_http", "relaylink", "hostchannel", "rdcleanpath")

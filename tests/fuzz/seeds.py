@@ -17,7 +17,8 @@ from gateway import rdg
 from tests.gateway import vectors as v
 from tests.gateway.test_httpupgrade import FREERDP_UPGRADE, LEGACY_IN_CHUNKED, LEGACY_OUT
 from tests.gateway.test_wsframing import BINARY, CLOSE, CONT, PING, TEXT, client_frame
-from wire import hostchannel, relaylink
+from tests.wire import test_rdcleanpath as rcp_vectors
+from wire import hostchannel, rdcleanpath, relaylink, x224
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 ACTIVITY = str(UUID("5f0c3a0e-8d1b-4c4e-9a63-0d6a1c2b9e71"))
@@ -114,6 +115,22 @@ def hostchannel_seeds() -> dict[str, bytes]:
     return seeds
 
 
+def rdcleanpath_seeds() -> dict[str, bytes]:
+    """IronRDP's vectors (tests/wire/test_rdcleanpath.py) and a request as the browser sends it."""
+    browser = rdcleanpath.encode_request(
+        destination="pool-a", proxy_auth="wct1.eyJqIjoiYWJjZGVmZ2hpamtsbW5vcHEifQ." + "s" * 43,
+        x224_connection_request=x224.connection_request(x224.PROTOCOL_SSL | x224.PROTOCOL_HYBRID, cookie="alice"))
+    return {
+        "ironrdp-request": rcp_vectors.REQUEST_DER,
+        "ironrdp-response": rcp_vectors.RESPONSE_SUCCESS_DER,
+        "ironrdp-http-error": rcp_vectors.RESPONSE_HTTP_ERROR_DER,
+        "ironrdp-tls-error": rcp_vectors.RESPONSE_TLS_ERROR_DER,
+        "browser-request": browser,
+        "negotiation-error": rdcleanpath.encode_error(error_code=2, http_status_code=502,
+                                                      x224_connection_confirm=b"\x03\x00\x00\x13"),
+    }
+
+
 # Inputs with which a fuzzer found a bug (fixed since, each with a test beside its parser's): harness ->
 # name -> bytes.
 REGRESSIONS: dict[str, dict[str, bytes]] = {
@@ -131,6 +148,12 @@ REGRESSIONS: dict[str, dict[str, bytes]] = {
         # str.isdigit() took a latin-1 superscript, then int() raised ValueError.
         "response-superscript-status": b"HTTP/1.1 40\xb3 Forbidden\r\nContent-Length: 1\xb2\r\n\r\n",
     },
+    "rdcleanpath": {
+        # asn1crypto (tried before wire/rdcleanpath.py's own DER) raised AttributeError: IronRDP's success
+        # response with [6]'s tag changed to a universal constructed one (tests/wire/test_rdcleanpath.py).
+        "universal-tag-in-a-field-slot": b"\x30\x34\xa0\x04\x02\x02\x0d\x3e\x32" + bytes.fromhex(
+            "060404deadbeffa71430120404deadbeff0404deadbeff0404deadbeffa90e0c0c3139322e3136382e372e3935"),
+    },
     "gateway_http": {
         # A 64-character chunk-size line fed up to its CR was refused; fed at once, it decoded
         # (tests/gateway/test_httpupgrade.py). 88 bytes: the harness feeds it byte by byte too.
@@ -143,7 +166,7 @@ REGRESSIONS: dict[str, dict[str, bytes]] = {
 def seeds() -> dict[str, dict[str, bytes]]:
     """Every harness's seeds: harness name -> seed name -> bytes."""
     made = {"rdg": rdg_seeds(), "gateway_http": gateway_http_seeds(), "relaylink": relaylink_seeds(),
-            "hostchannel": hostchannel_seeds()}
+            "hostchannel": hostchannel_seeds(), "rdcleanpath": rdcleanpath_seeds()}
     for harness, inputs in REGRESSIONS.items():
         made[harness].update({f"regression-{name}": data for name, data in inputs.items()})
     return made

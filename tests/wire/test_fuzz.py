@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import httpupgrade, rdg
-from wire import base64url, hostchannel, rdpfile, relaylink, tickets, x224
+from tests.fuzz import fuzz_rdcleanpath
+from wire import base64url, hostchannel, rdcleanpath, rdpfile, relaylink, tickets, x224
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -130,3 +131,22 @@ def test_x224_connection_confirms(packet):
     except x224.X224Error:
         return
     assert isinstance(confirm, x224.Confirm)
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + (bytes([len(body)]) if len(body) < 128 else b"\x82" + len(body).to_bytes(2, "big")) + body
+
+
+# Near misses of a browser's request: any of its fields, with any values, in a DER sequence.
+rdcleanpath_fields = st.lists(st.tuples(st.integers(0xA0, 0xAA), st.sampled_from([0x02, 0x04, 0x0C, 0x30]),
+                                        st.binary(max_size=40)), max_size=8).map(
+    lambda fields: _der(0x30, b"".join(_der(tag, _der(inner, body)) for tag, inner, body in fields)))
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), rdcleanpath_fields,
+                 st.builds(lambda d, a, x: rdcleanpath.encode_request(destination=d, proxy_auth=a,
+                                                                      x224_connection_request=x),
+                           st.text(max_size=30), st.text(max_size=60), st.binary(max_size=60))))
+def test_rdcleanpath_pdus(data):
+    fuzz_rdcleanpath.test_one_input(data)
