@@ -39,7 +39,7 @@ from wire.errors import ERRORS, ErrorCode, describe
 log = logging.getLogger(__name__)
 
 # The gateway's RDCleanPath transport, on the RD Gateway listener (gateway/transports/rdcleanpath.py).
-RDCLEANPATH_PATH = "/rdcleanpath/"
+RDCLEANPATH_PATH = "/remoteDesktopGateway/rdcleanpath"
 # How far back the page may ask for "the connection my ticket opened": a ticket lives a minute.
 _CONNECTION_LOOKBACK = timedelta(minutes=10)
 _ERROR_CODE = re.compile(r"^[A-Za-z]{1,80}$")

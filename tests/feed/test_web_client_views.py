@@ -123,7 +123,7 @@ def test_a_member_gets_a_single_use_web_ticket_for_their_desktop(csrf_client, me
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    assert body["gateway_url"] == "wss://gw.example.net:9443/rdcleanpath/"
+    assert body["gateway_url"] == "wss://gw.example.net:9443/remoteDesktopGateway/rdcleanpath"
     assert body["destination"] == "pool-a" and body["username"] == "member"
     ticket = verify_connection_ticket(body["ticket"])
     assert (ticket.user_id, ticket.resource, ticket.host_pool_name, ticket.single_use) == (
