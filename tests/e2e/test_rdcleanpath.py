@@ -243,3 +243,30 @@ def test_a_drained_pool_is_refused_and_recorded(estate: Estate):
         answer = ask(estate, ticket)
 
     refused_with(estate, answer, "ConnectionFailedNoHealthyRdshAvailable", 503)
+
+
+@contextmanager
+def reported_fingerprint(estate: Estate, sha256: str) -> Iterator[None]:
+    """The host's recorded RDP fingerprint replaced for a ``with`` block (as if its agent had reported
+    another certificate), then put back."""
+    def set_to(value: str) -> None:
+        estate.plane.manage("shell", "--no-imports", "-c", (
+            "from broker.models import SessionHost;"
+            f"SessionHost.objects.filter(name={estate.host_name!r}).update(rdp_certificate_sha256={value!r})"))
+
+    genuine = estate.host()["rdp_certificate_sha256"]
+    set_to(sha256)
+    try:
+        yield
+    finally:
+        set_to(genuine)
+
+
+def test_a_host_presenting_another_certificate_than_its_agent_reported_is_refused(estate: Estate):
+    ticket = web_ticket(estate)
+    with reported_fingerprint(estate, "ab" * 32):
+        answer = ask(estate, ticket)
+
+    record = refused_with(estate, answer, "ConnectionFailedHostCertificateMismatch", 502)
+    assert answer.pdu.server_cert_chain is None  # nothing of the host's TLS reached the browser
+    assert record["host_rdp_certificate_sha256"] == "ab" * 32
