@@ -219,3 +219,46 @@ def gateway_addresses(listen: tuple[str, int], web_listen: tuple[str, int] | Non
         "GATEWAY_TLS_NAMES": explicit or list(dict.fromkeys(names)),
         "FEED_PUBLISHER_ID": env_str("WVD_FEED_PUBLISHER_ID") or host,
     }
+
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def normalize_origin(value: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without a default port (how a browser's Origin header and
+    a configured origin compare); None for anything else (a path, a query, user info, no host)."""
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username is not None or parts.password is not None:
+        return None
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    scheme = parts.scheme.lower()
+    return f"{scheme}://{host}" + ("" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}")
+
+
+def web_origins(name: str, allowed_hosts: list[str], web_listen: tuple[str, int], web_tls: bool,
+                csrf_trusted_origins: list[str]) -> tuple[str, ...]:
+    """The origins of the portal's pages (the browser client's WebSocket must come from one): ``name``
+    (comma-separated ``scheme://host[:port]``), or by default the CSRF-trusted origins and, for every
+    concrete ALLOWED_HOSTS name, the web listener's scheme and port on it."""
+    configured = env_list(name, [])
+    if configured:
+        origins = []
+        for item in configured:
+            origin = normalize_origin(item)
+            if origin is None:
+                raise ImproperlyConfigured(f"{name}: {item!r} is not an origin (scheme://host[:port], https or http)")
+            origins.append(origin)
+        return tuple(dict.fromkeys(origins))
+    scheme = "https" if web_tls else "http"
+    derived = [*csrf_trusted_origins]
+    for host in allowed_hosts:
+        if host == "*" or host.startswith(".") or not host:
+            continue  # a wildcard names no single origin
+        derived.append(f"{scheme}://{host}:{web_listen[1]}")
+    return tuple(dict.fromkeys(origin for origin in map(normalize_origin, derived) if origin is not None))

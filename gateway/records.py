@@ -224,3 +224,12 @@ def finish(result: RelayResult) -> None:
     log.info("connection %s ended by %s: %s (%d bytes up, %d down)", result.connection_id,
              result.ended_by.value if result.ended_by else "gateway", result.reason,
              result.bytes_client_to_host, result.bytes_host_to_client)
+
+
+def host_rdp_fingerprint(connection_pk: int) -> str:
+    """The SHA-256 fingerprint (lower-case hex) of the RDP certificate the connection's session host
+    presents, as its agent last reported it (SessionHost.rdp_certificate_sha256): what the browser
+    transport pins. "" when the agent never reported one."""
+    value = Connection.objects.filter(pk=connection_pk).values_list(
+        "session_host__rdp_certificate_sha256", flat=True).first()
+    return (value or "").lower()

@@ -7,7 +7,8 @@ refuse) and hands the connection to the transport the request asks for, all on
 
 * ``RDG_OUT_DATA`` with a WebSocket upgrade: MS-TSGU over WebSocket (gateway.transports.rdg_websocket);
 * ``RDG_OUT_DATA`` / ``RDG_IN_DATA`` without one: the legacy two-connection form (…rdg_legacy);
-* ``GET`` with a WebSocket upgrade: raw RDP with a Bearer ticket, FreeRDP 3's ``wst`` (…wst).
+* ``GET`` with a WebSocket upgrade: raw RDP with a Bearer ticket, FreeRDP 3's ``wst`` (…wst);
+* ``GET /remoteDesktopGateway/rdcleanpath`` with a WebSocket upgrade: the browser client (…rdcleanpath).
 
 Session hosts' agents dial the same listener at ``/hostagent/relay/<activity id>/``
 (gateway.transports.agentlink), so both halves of every connection are this process's own sockets.
@@ -29,7 +30,7 @@ from gateway import httpupgrade, memory, records
 from gateway.httpupgrade import HttpError
 from gateway.preauth import PreAuthGuard
 from gateway.relay import RelayResult, Rendezvous
-from gateway.transports import agentlink, rdg_legacy, rdg_websocket, wst
+from gateway.transports import agentlink, rdcleanpath, rdg_legacy, rdg_websocket, wst
 from gateway.transports.setup import in_thread
 from gateway.transports.stream import READ_SIZE, ClientStream, describe_drop, is_ordinary_tls_end
 
@@ -55,6 +56,8 @@ class GatewayConfig:
     preauth_timeout: float = 20.0
     preauth_max_per_address: int = 32
     preauth_max: int = 2048
+    # The portal's origins (settings.WEB_ORIGINS): where a browser client's WebSocket may come from.
+    web_origins: tuple[str, ...] = ()
 
 
 class GatewayServer:
@@ -159,6 +162,11 @@ class GatewayServer:
             return
         if agentlink.is_agent_link(head):
             await agentlink.serve(self, stream, head)
+            return
+        if rdcleanpath.is_rdcleanpath_path(head):
+            if head.method != "GET" or not head.is_websocket_upgrade:
+                raise HttpError(400, f"{rdcleanpath.PATH} is a WebSocket upgrade (the browser client, RDCleanPath)")
+            await rdcleanpath.serve(self, stream, head)
             return
         if not head.is_rdg_path:
             raise HttpError(404, f"not found; the RD Gateway is at {httpupgrade.RDG_PATH}")

@@ -212,6 +212,30 @@ def _integer(content: bytes, name: str) -> int:
     return int.from_bytes(content, "big")
 
 
+def pdu_length(prefix: bytes) -> int | None:
+    """The whole PDU's length from its first bytes (None: not enough yet), so a reader knows when the
+    browser's first message is complete; RDCleanPathError when it cannot be an RDCleanPath PDU or would
+    exceed MAX_REQUEST_SIZE."""
+    if not prefix:
+        return None
+    if prefix[0] != SEQUENCE:
+        raise RDCleanPathError("not a DER SEQUENCE")
+    if len(prefix) < 2:
+        return None
+    first = prefix[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if first == 0x80 or count > 2:
+        raise RDCleanPathError("an indefinite or oversized length")
+    if len(prefix) < 2 + count:
+        return None
+    total = 2 + count + int.from_bytes(prefix[2:2 + count], "big")
+    if total > MAX_REQUEST_SIZE:
+        raise RDCleanPathError(f"a message of {total} bytes exceeds {MAX_REQUEST_SIZE}")
+    return total
+
+
 def decode_request(data: bytes) -> Request:
     """The browser's request; RDCleanPathError for anything else (an error PDU, a response, a request
     without its proxy_auth or X.224 PDU, values out of bounds)."""

@@ -7,7 +7,8 @@ a ``Cookie: mstshash=…`` line and an RDP Negotiation Request (type 1) naming t
 client supports; the confirm carries an RDP Negotiation Response (type 2) with the protocol the server
 selected, or an RDP Negotiation Failure (type 3) with a failure code.
 
-Used by the host agent to ask its own RDP listener for the certificate it presents (request TLS, read the
+Used by the gateway's browser transport (RDCleanPath) to check the browser's request and read the host's
+confirm before it runs TLS towards the host itself, by the host agent to ask its own RDP listener for the certificate it presents (request TLS, read the
 confirm, then run a TLS handshake), and by the gateway's raw-WebSocket transport to refuse a client after
 the upgrade: FreeRDP 3.10 ignores a WebSocket close, a FIN and a reset there, but stops at once when its RDP
 peer answers the Connection Request with a Disconnect Request. Bounded: a confirm is at most
@@ -110,6 +111,18 @@ def packet_length(header: bytes) -> int:
     if not TPKT_HEADER + 7 <= length <= MAX_PACKET:
         raise X224Error(f"a TPKT length of {length} is not that of a connection PDU")
     return length
+
+
+def check_connection_request(packet: bytes) -> None:
+    """That ``packet`` is exactly one TPKT holding an X.224 Connection Request (what a browser's
+    RDCleanPath request carries, and the gateway forwards to the host); X224Error otherwise."""
+    length = packet_length(packet)
+    if len(packet) != length:
+        raise X224Error(f"the packet is {len(packet)} bytes but its header says {length}")
+    if packet[5] & 0xF0 != CONNECTION_REQUEST:
+        raise X224Error(f"not a Connection Request (TPDU code {packet[5]:#04x})")
+    if packet[4] != length - TPKT_HEADER - 1:
+        raise X224Error("the X.224 length indicator does not match the packet")
 
 
 def parse_connection_confirm(packet: bytes) -> Confirm:

@@ -19,6 +19,7 @@ from core.environment import (
     env_secret_key,
     env_str,
     gateway_addresses,
+    web_origins,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -34,6 +35,11 @@ CSRF_TRUSTED_ORIGINS = env_list("WVD_CSRF_TRUSTED_ORIGINS", [])
 # `serve` terminates TLS for its web listener unless WVD_WEB_TLS=off (or `serve --web-plain`), which is
 # for running behind a TLS-terminating proxy: the web side is HTTPS to its users either way.
 WEB_TLS = env_bool("WVD_WEB_TLS", True)
+# The origins of the portal's pages: the browser client's WebSocket to the gateway (RDCleanPath) must come
+# from one of them. Default: the CSRF-trusted origins and the web listener's scheme and port on every
+# concrete WVD_ALLOWED_HOSTS name (core.environment.web_origins); set it when a proxy publishes the portal
+# under another scheme or port.
+WEB_ORIGINS = web_origins("WVD_WEB_ORIGINS", ALLOWED_HOSTS, WEB_LISTEN, WEB_TLS, CSRF_TRUSTED_ORIGINS)
 # The web listener's certificate (with any intermediates after it) and key; unset: the gateway-tls
 # certificate our CA issues for the public names (WVD_GATEWAY_PUBLIC_HOST, WVD_GATEWAY_ALIASES, ...).
 WEB_CERT_FILE = env_str("WVD_WEB_CERT_FILE")

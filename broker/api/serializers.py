@@ -115,7 +115,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
         model = Connection
         fields = [
             "id", "activity_id", "user", "username", "application_group", "resource_name", "host_pool",
-            "session_host", "gateway_instance", "client_address", "client_name", "state", "created_at",
+            "session_host", "gateway_instance", "client_address", "client_name", "transport", "state", "created_at",
             "ticket_accepted_at", "host_selected_at", "host_notified_at", "host_connected_at",
             "relay_started_at", "ended_at", "duration_seconds", "bytes_client_to_host", "bytes_host_to_client",
             "end_reason", "error_code", "error_message", "host_rdp_certificate_sha256",

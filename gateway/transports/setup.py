@@ -37,6 +37,16 @@ def in_thread(func: Callable) -> Callable:
     return database_sync_to_async(func, thread_sensitive=False)
 
 
+async def cancel_reader(task: asyncio.Task | None) -> None:
+    """Stop a transport's reader (or setup) task at the end of its connection, whatever it was doing."""
+    if task is not None and not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already ending
+            pass
+
+
 class ClientSetup:
     """One client's way from its ticket to a paired relay."""
 

@@ -24,7 +24,7 @@ from gateway.rdg_session import (
     TunnelCreateRequested,
 )
 from gateway.relay import Side
-from gateway.transports.setup import ClientSetup
+from gateway.transports.setup import ClientSetup, cancel_reader
 from gateway.transports.stream import ClientStream
 
 if TYPE_CHECKING:
@@ -214,11 +214,5 @@ class RdgTunnel:
     async def finish(self) -> None:
         """The client's connection(s) are over: stop the setup, end the relay, free a reserved host."""
         self.client_end.channel_decided.set()  # a host end waiting to send gives up: the session is over
-        task = self._channel_task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already ending
-                pass
+        await cancel_reader(self._channel_task)
         await self.setup.finish()

@@ -53,7 +53,7 @@ from broker.choices import ConnectionTransport
 from broker.models import Connection
 from gateway import httpupgrade, records
 from gateway.relay import Side
-from gateway.transports.setup import ClientSetup
+from gateway.transports.setup import ClientSetup, cancel_reader
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
 from wire import x224
@@ -244,12 +244,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
         await setup.started()
         await frames
     finally:
-        if frames is not None and not frames.done():
-            frames.cancel()
-            try:
-                await frames
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already ending
-                pass
+        await cancel_reader(frames)
         end.shut(1000, "")  # a no-op when already closed
         await setup.finish()
 

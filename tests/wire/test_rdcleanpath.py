@@ -161,3 +161,15 @@ def test_long_values_round_trip_with_long_form_lengths():
 def test_it_encodes_no_value_ironrdp_cannot_read(kwargs):
     with pytest.raises(ValueError):
         rcp.encode_error(**kwargs)
+
+
+def test_the_length_of_a_pdu_is_known_from_its_first_bytes():
+    assert [rcp.pdu_length(REQUEST_DER[:n]) for n in range(3)] == [None, None, len(REQUEST_DER)]
+    long_one = rcp.encode_request(destination="d", proxy_auth="t" * 600, x224_connection_request=b"x")
+    assert rcp.pdu_length(long_one[:3]) is None and rcp.pdu_length(long_one[:4]) == len(long_one)
+
+
+@pytest.mark.parametrize("prefix", [b"\x04\x02", b"\x30\x80", b"\x30\x83\x01\x00\x00", b"\x30\x82\x40\x01"])
+def test_a_first_message_that_cannot_be_a_request_is_refused_from_its_first_bytes(prefix):
+    with pytest.raises(RDCleanPathError):
+        rcp.pdu_length(prefix)

@@ -79,3 +79,11 @@ def test_it_recognises_a_disconnect_request_and_nothing_else():
 def test_a_reason_is_one_byte():
     with pytest.raises(x224.X224Error):
         x224.disconnect_request(256)
+
+
+def test_a_connection_request_passes_its_check_and_other_pdus_do_not():
+    request = x224.connection_request(x224.PROTOCOL_SSL | x224.PROTOCOL_HYBRID, cookie="alice")
+    x224.check_connection_request(request)
+    for other in (x224.disconnect_request(), request[:-1], request + b"\x00", b"\x03\x00\x00\x04"):
+        with pytest.raises(x224.X224Error):
+            x224.check_connection_request(other)

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from broker.gateways import register_instance, touch_instance
 from core import ca
-from core.environment import gateway_addresses, parse_listen
+from core.environment import gateway_addresses, parse_listen, web_origins
 from gateway.periodic import run_beat_schedule
 from gateway.relay import Rendezvous
 from gateway.server import GatewayConfig, GatewayServer
@@ -53,6 +53,9 @@ class Command(BaseCommand):
                 # the address in .rdp files and connect orders, the certificate's names, the publisher id.
                 for name, value in gateway_addresses((gw_host, gw_port), (host, port)).items():
                     setattr(settings, name, value)
+            if listen:  # the portal's origins follow the web listener too (unless WVD_WEB_ORIGINS is set)
+                settings.WEB_ORIGINS = web_origins("WVD_WEB_ORIGINS", settings.ALLOWED_HOSTS, (host, port),
+                                                   settings.WEB_TLS and not web_plain, settings.CSRF_TRUSTED_ORIGINS)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         instance_name = settings.GATEWAY_INSTANCE_NAME or f"{gw_host}:{gw_port}"
@@ -121,7 +124,8 @@ class Command(BaseCommand):
                                host_arrival_timeout=settings.GATEWAY_HOST_ARRIVAL_TIMEOUT,
                                preauth_timeout=settings.GATEWAY_PREAUTH_SECONDS,
                                preauth_max_per_address=settings.GATEWAY_PREAUTH_MAX_PER_ADDRESS,
-                               preauth_max=settings.GATEWAY_PREAUTH_MAX)
+                               preauth_max=settings.GATEWAY_PREAUTH_MAX,
+                               web_origins=tuple(settings.WEB_ORIGINS))
         # The one rendezvous both halves of every connection of this process meet in.
         return GatewayServer(config, Rendezvous(), ssl_context)
 
