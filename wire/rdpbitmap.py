@@ -24,6 +24,7 @@ cannot be followed after that, and the caller should close the connection.
 """
 from __future__ import annotations
 
+import itertools
 import struct
 
 TPKT_VERSION = 3
@@ -323,25 +324,115 @@ def fix_rectangle(rect: bytes, budget: int, max_band: int = MAX_PAYLOAD - 64) ->
             return None
         pixels = body
     out_row = dest_w * bpx
-    pad = b"\0" * (((out_row + 3) & ~3) - out_row)
-    padded_row = out_row + len(pad)
-    rows_per_band = (max_band - BITMAP_DATA_HEADER) // padded_row
-    if rows_per_band < 1:
-        return None
     # rows are bottom-up; the visible ones are the top h, the last h in the data
-    first = height - h
+    rows = [pixels[r * stride:r * stride + out_row] for r in range(height - h, height)]
+    if flags & BITMAP_COMPRESSION:
+        return _compressed_bands(rows, left, top, right, dest_w, bpp, flags, max_band)
+    return _raw_bands(rows, left, top, right, dest_w, bpp, max_band)
+
+
+def _bands(rows: list[bytes], row_cost: int, max_band: int) -> list[tuple[int, int]] | None:
+    per_band = (max_band - BITMAP_DATA_HEADER - 8) // row_cost
+    if per_band < 1:
+        return None
+    return [(r0, min(len(rows), r0 + per_band)) for r0 in range(0, len(rows), per_band)]
+
+
+def _band_record(left: int, top: int, right: int, dest_w: int, rows: int, r0: int, r1: int, bpp: int,
+                 flags: int, data: bytes) -> bytes:
+    # rows r0..r1 of ``rows`` (bottom-up, the last one at ``top``) as one record
+    return RECT_HEADER.pack(left, top + (rows - r1), right, top + (rows - 1 - r0), dest_w, r1 - r0, bpp, flags,
+                            len(data)) + data
+
+
+def _raw_bands(rows: list[bytes], left: int, top: int, right: int, dest_w: int, bpp: int,
+               max_band: int) -> list[bytes] | None:
+    pad = b"\0" * (-len(rows[0]) % 4)  # uncompressed rows keep a multiple of 4 bytes
+    bands = _bands(rows, len(rows[0]) + len(pad), max_band)
+    if bands is None:
+        return None
+    return [_band_record(left, top, right, dest_w, len(rows), r0, r1, bpp, 0,
+                         b"".join(row + pad for row in rows[r0:r1])) for r0, r1 in bands]
+
+
+def _compressed_bands(rows: list[bytes], left: int, top: int, right: int, dest_w: int, bpp: int, flags: int,
+                      max_band: int) -> list[bytes] | None:
+    # an encoding costs at most a row's bytes plus 3 order headers and a background run per row
+    bands = _bands(rows, len(rows[0]) + 12, max_band)
+    if bands is None:
+        return None
     records = []
-    r0 = first
-    while r0 < height:
-        r1 = min(height, r0 + rows_per_band)
-        band = b"".join(pixels[r * stride:r * stride + out_row] + pad for r in range(r0, r1))
-        band_top = top + (height - r1)
-        band_bottom = top + (height - 1 - r0)
-        records.append(RECT_HEADER.pack(left, band_top, right, band_bottom, dest_w, r1 - r0, bpp, 0, len(band))
-                       + band)
-        r0 = r1
-    # the bottom band first, as the rows run; any order draws the same
+    for r0, r1 in bands:
+        stream = rle_encode(rows[r0:r1], bpp)
+        if flags & NO_BITMAP_COMPRESSION_HDR:
+            data = stream
+        else:  # TS_CD_HEADER: cbCompFirstRowSize 0, cbCompMainBodySize, cbScanWidth, cbUncompressedSize
+            data = struct.pack("<HHHH", 0, len(stream), len(rows[0]), len(rows[0]) * (r1 - r0)) + stream
+        records.append(_band_record(left, top, right, dest_w, len(rows), r0, r1, bpp,
+                                    flags & (BITMAP_COMPRESSION | NO_BITMAP_COMPRESSION_HDR), data))
     return records
+
+
+def _order(code: int, mega: int, count: int) -> bytes:
+    """A regular order header (``code`` in the top 3 bits) for ``count`` pixels, or its MEGA_MEGA form."""
+    if count < 32:
+        return bytes([code << 5 | count])
+    if count < 32 + 256:
+        return bytes([code << 5, count - 32])
+    return struct.pack("<BH", mega, count)
+
+
+def rle_encode(rows: list[bytes], bpp: int) -> bytes:
+    """Interleaved RLE of bottom-up ``rows`` (each the same whole number of pixels), using three orders:
+    a background run for rows equal to the row above (never two background runs in a row, which would
+    insert a foreground pixel), colour runs for three or more equal pixels, colour images for the rest."""
+    bpx = bytes_per_pixel(bpp)
+    width = len(rows[0]) // bpx
+    out = bytearray()
+    pending = 0  # pixels of rows equal to the one above, not yet written
+
+    def colours(row: bytes) -> None:
+        if row == row[:bpx] * width:  # one colour: the common case on a desktop
+            for start in range(0, width, 0xFFFF):
+                out.extend(_order(_REGULAR_COLOR_RUN, _MEGA_COLOR_RUN, min(0xFFFF, width - start)))
+                out.extend(row[:bpx])
+            return
+        if bpx in (1, 2):
+            pixels = memoryview(row).cast("B" if bpx == 1 else "H")
+        else:
+            pixels = [row[k:k + bpx] for k in range(0, len(row), bpx)]
+        literal_start = index = 0
+        for _, group in itertools.groupby(pixels):
+            count = len(tuple(group))
+            if count >= 3:
+                if literal_start < index:
+                    literal(row, literal_start, index)
+                for start in range(0, count, 0xFFFF):
+                    piece = min(0xFFFF, count - start)
+                    out.extend(_order(_REGULAR_COLOR_RUN, _MEGA_COLOR_RUN, piece))
+                    out.extend(row[index * bpx:(index + 1) * bpx])
+                literal_start = index + count
+            index += count
+        if literal_start < index:
+            literal(row, literal_start, index)
+
+    def literal(row: bytes, start: int, end: int) -> None:
+        for piece in range(start, end, 0xFFFF):
+            stop = min(end, piece + 0xFFFF)
+            out.extend(_order(_REGULAR_COLOR_IMAGE, _MEGA_COLOR_IMAGE, stop - piece))
+            out.extend(row[piece * bpx:stop * bpx])
+
+    for r, row in enumerate(rows):
+        if r and row == rows[r - 1] and pending + width <= 0xFFFF:
+            pending += width
+            continue
+        if pending:
+            out.extend(_order(_REGULAR_BG_RUN, _MEGA_BG, pending))
+            pending = 0
+        colours(row)
+    if pending:
+        out.extend(_order(_REGULAR_BG_RUN, _MEGA_BG, pending))
+    return bytes(out)
 
 
 def _fix_rectangles(records: list[bytes], stats: dict[str, int]) -> list[bytes] | None:

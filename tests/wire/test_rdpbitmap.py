@@ -62,22 +62,56 @@ def split_pdus(stream: bytes) -> list[bytes]:
     return pdus
 
 
+# --- what a client that strides rows by the destination width draws ------------------------------------------
+def decoded_rows(header: tuple[int, ...], body: bytes) -> list[bytes]:
+    """The rows of one record, top-down, decoded by our decoder and (when installed) FreeRDP's, which must agree."""
+    left, top, right, bottom, width, height, bpp, flags, length = header
+    row = width * 2
+    if flags & 1:
+        assert bpp == 16 and flags & 0x400
+        data = rle_decode(body, width, height, bpp)
+        if FREERDP is not None:
+            assert data == freerdp_decode(body, width, height)
+    else:
+        stride = (row + 3) & ~3
+        assert len(body) == stride * height
+        data = b"".join(body[r * stride:r * stride + row] for r in range(height))
+    return [data[r * row:(r + 1) * row] for r in reversed(range(height))]
+
+
+def drawn(stream: bytes) -> dict[tuple[int, int], bytes]:
+    """The pixels the slow-path bitmap PDUs of ``stream`` draw on IronRDP web 0.7.0, which strides rows by the
+    destination width: only right for records whose width is the destination width (asserted)."""
+    screen = {}
+    for pdu in split_pdus(stream):
+        for header, body in rectangles(pdu):
+            left, top, right, bottom, width = header[:5]
+            assert width == right - left + 1
+            for y, row in enumerate(decoded_rows(header, body), start=top):
+                for x in range(width):
+                    screen[(left + x, y)] = row[2 * x:2 * x + 2]
+    return screen
+
+
 # --- real xrdp PDUs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("captured, expected", [(v.GREEN_BLOCK, v.GREEN_BLOCK_FIXED), (v.GLYPH, v.GLYPH_FIXED),
                                                 (v.BUTTON, v.BUTTON_FIXED)], ids=["block", "glyph", "button"])
-def test_padded_rectangles_from_xrdp_are_sent_cropped_and_uncompressed(captured, expected):
+def test_padded_rectangles_from_xrdp_are_sent_at_the_destination_width(captured, expected):
     fix = ServerBitmapFix()
     assert fix.feed(v.DEMAND_ACTIVE) == v.DEMAND_ACTIVE
-    assert fix.feed(captured) == expected
+    out = fix.feed(captured)
     assert fix.stats["rectangles_fixed"] == 1 and fix.pending == 0
+    assert drawn(out) == drawn(expected)  # the pixels FreeRDP decoded from xrdp's PDU, cropped
+    assert all(header[7] == 0x401 for header, _ in rectangles(out))  # still RLE, as xrdp sent it
+    assert len(out) < 2 * len(captured)
 
 
 def test_the_green_block_carries_the_colours_the_session_drew():
     """Independent of any decoder: the session drew 6 black then 7 green (RGB565 0x07E0) columns, 41 rows."""
-    (header, data), = rectangles(feed_all([v.DEMAND_ACTIVE, v.GREEN_BLOCK])[len(v.DEMAND_ACTIVE):])
-    assert header == (203, 77, 215, 117, 13, 41, 16, 0, 41 * 28)
-    row = b"\x00\x00" * 6 + struct.pack("<H", 0x07E0) * 7 + b"\x00\x00"  # 26 bytes of pixels, 2 of padding
-    assert data == row * 41
+    out = feed_all([v.DEMAND_ACTIVE, v.GREEN_BLOCK])[len(v.DEMAND_ACTIVE):]
+    (header, body), = rectangles(out)
+    assert header[:8] == (203, 77, 215, 117, 13, 41, 16, 0x401)
+    assert decoded_rows(header, body) == [b"\x00\x00" * 6 + struct.pack("<H", 0x07E0) * 7] * 41
     (original, _), = rectangles(v.GREEN_BLOCK)
     assert original[4] == 16 and original[7] == 0x401  # xrdp padded the width to 16 and compressed it
 
@@ -92,10 +126,11 @@ def test_nothing_is_rewritten_before_the_demand_active_names_the_io_channel():
 
 
 def test_the_output_is_the_same_however_the_stream_is_split():
-    stream = v.LICENSE + v.DEMAND_ACTIVE + v.FAST_PATH + v.GLYPH + v.FULL_WIDTH + v.GREEN_BLOCK + v.BUTTON
-    expected = v.LICENSE + v.DEMAND_ACTIVE + v.FAST_PATH + v.GLYPH_FIXED + v.FULL_WIDTH + v.GREEN_BLOCK_FIXED \
-        + v.BUTTON_FIXED
-    assert feed_all([stream]) == expected
+    head = v.LICENSE + v.DEMAND_ACTIVE + v.FAST_PATH
+    stream = head + v.GLYPH + v.FULL_WIDTH + v.GREEN_BLOCK + v.BUTTON
+    expected = feed_all([stream])
+    assert expected.startswith(head)
+    assert drawn(expected[len(head):]) == drawn(v.GLYPH_FIXED + v.FULL_WIDTH + v.GREEN_BLOCK_FIXED + v.BUTTON_FIXED)
     assert feed_all([bytes([b]) for b in stream]) == expected
     for cut in range(0, len(stream), 7):
         fix = ServerBitmapFix()
@@ -140,9 +175,11 @@ def test_raw_24_bpp_rows_are_re_strided_and_keep_four_byte_alignment():
 
 
 def test_a_rectangle_too_big_for_one_pdu_is_split_into_bands_that_cover_it_exactly():
-    width, dest_w, height = 1000, 997, 40  # 80 kB of 16-bpp pixels, from 200 bytes of RLE
-    # row r (bottom-up) is one MEGA_MEGA_COLOR_RUN (0xF3, a 16-bit length, a pixel) of the value r
-    rle = b"".join(b"\xf3" + struct.pack("<HH", width, r) for r in range(height))
+    width, dest_w, height = 1000, 997, 15  # 30 kB of 16-bpp pixels that do not compress
+    # row r (bottom-up) is one MEGA_MEGA_COLOR_IMAGE (0xF4, a 16-bit count, the pixels): r * 1000 + x
+    pixel = lambda x, r: struct.pack("<H", r * 1000 + x)  # noqa: E731
+    rle = b"".join(b"\xf4" + struct.pack("<H", width) + b"".join(pixel(x, r) for x in range(width))
+                   for r in range(height))
     big = struct.pack("<9H", 5, 100, 5 + dest_w - 1, 100 + height - 1, width, height, 16, 0x401, len(rle)) + rle
     unrelated = raw_record(0, 0, 8, 8, [b"\x01\x02" * 8] * 2, 16)  # not padded: copied as it is
     out = feed_all([demand_active(), slow_path(bitmap_update(unrelated, big))])
@@ -151,18 +188,16 @@ def test_a_rectangle_too_big_for_one_pdu_is_split_into_bands_that_cover_it_exact
     records = [record for pdu in pdus for record in rectangles(pdu)]
     assert records[0][0][:8] == (0, 0, 7, 1, 8, 2, 16, 0) and records[0][1] == b"\x01\x02" * 16
     seen = {}
-    for (left, top, right, bottom, w, h, bpp, flags, length), data in records[1:]:
-        assert (left, right, w, bpp, flags, bottom - top + 1) == (5, 5 + dest_w - 1, dest_w, 16, 0, h)
-        stride = dest_w * 2 + 2
-        assert length == len(data) == stride * h
-        for i in range(h):
-            y = bottom - i
+    for header, body in records[1:]:
+        left, top, right, bottom, w, h, bpp, flags, length = header
+        assert (left, right, w, bpp, flags, bottom - top + 1) == (5, 5 + dest_w - 1, dest_w, 16, 0x401, h)
+        for y, row in enumerate(decoded_rows(header, body), start=top):
             assert y not in seen
-            seen[y] = data[i * stride:(i + 1) * stride]
+            seen[y] = row
     assert sorted(seen) == list(range(100, 100 + height))
     for y, row in seen.items():
         r = 100 + height - 1 - y
-        assert row == struct.pack("<H", r) * dest_w + b"\0\0"
+        assert row == b"".join(pixel(x, r) for x in range(dest_w))
 
 
 def fast_path(*updates: bytes) -> bytes:
@@ -232,6 +267,19 @@ def freerdp3():
 
 FREERDP = freerdp3()
 RGB16 = (16 << 24) | (1 << 16) | (5 << 8) | (6 << 4) | 5  # FreeRDP's PIXEL_FORMAT_RGB16
+
+
+def freerdp_decode(stream: bytes, width: int, height: int) -> bytes:
+    """FreeRDP 3.10's decoding of a 16-bpp Interleaved RLE stream, as bottom-up rows (ours are)."""
+    decoded = ctypes.create_string_buffer(width * height * 2)
+    decoder = FREERDP.bitmap_interleaved_context_new(0)
+    try:
+        assert FREERDP.interleaved_decompress(decoder, stream, len(stream), width, height, 16, decoded, RGB16,
+                                              width * 2, 0, 0, width, height, None)
+    finally:
+        FREERDP.bitmap_interleaved_context_free(decoder)
+    rows = [decoded.raw[r * width * 2:(r + 1) * width * 2] for r in range(height)]  # FreeRDP's are top-down
+    return b"".join(reversed(rows))
 blocky_images = st.tuples(st.sampled_from([4, 8, 12, 16, 32, 64]), st.integers(1, 24)).flatmap(
     lambda size: st.tuples(st.just(size), st.lists(
         st.sampled_from([0x0000, 0xFFFF, 0x07E0, 0x8410, 0x1234]) | st.integers(0, 0xFFFF),
@@ -250,19 +298,36 @@ def test_rle_decoder_agrees_with_freerdps_on_what_freerdp_encodes(image, runs):
     top_down = struct.pack(f"<{len(pixels)}H", *pixels)
     out = ctypes.create_string_buffer(65536)
     size = ctypes.c_uint32(len(out))
-    decoded = ctypes.create_string_buffer(width * height * 2)
-    encoder, decoder = FREERDP.bitmap_interleaved_context_new(1), FREERDP.bitmap_interleaved_context_new(0)
+    encoder = FREERDP.bitmap_interleaved_context_new(1)
     try:
         assert FREERDP.interleaved_compress(encoder, out, ctypes.byref(size), width, height, top_down, RGB16,
                                             width * 2, 0, 0, None, 16)
-        stream = out.raw[:size.value]
-        assert FREERDP.interleaved_decompress(decoder, stream, len(stream), width, height, 16, decoded, RGB16,
-                                              width * 2, 0, 0, width, height, None)
     finally:
         FREERDP.bitmap_interleaved_context_free(encoder)
-        FREERDP.bitmap_interleaved_context_free(decoder)
-    rows = [decoded.raw[r * width * 2:(r + 1) * width * 2] for r in range(height)]  # FreeRDP's are top-down
-    assert rle_decode(stream, width, height, 16) == b"".join(reversed(rows))
+    stream = out.raw[:size.value]
+    assert rle_decode(stream, width, height, 16) == freerdp_decode(stream, width, height)
+
+
+odd_images = st.tuples(st.integers(1, 70), st.integers(1, 12), st.sampled_from([8, 15, 16, 24])).flatmap(
+    lambda shape: st.tuples(st.just(shape), st.lists(
+        st.lists(st.sampled_from([0, 1, 0xFFFFFF]) | st.integers(0, 0xFFFFFF), min_size=shape[0],
+                 max_size=shape[0]), min_size=1, max_size=3)))
+
+
+@FUZZ
+@given(odd_images, st.lists(st.integers(0, 2), min_size=12, max_size=12))
+def test_the_encoder_round_trips_through_both_decoders(image, picks):
+    """Any width (odd ones included), rows repeated so background runs appear: what rle_encode writes,
+    rle_decode and (at 16 bpp, when installed) FreeRDP read back as the same rows."""
+    (width, height, bpp), palette = image
+    bpx = rdpbitmap.bytes_per_pixel(bpp)
+    mask = {8: 0xFF, 15: 0x7FFF, 16: 0xFFFF, 24: 0xFFFFFF}[bpp]
+    choices = [b"".join((value & mask).to_bytes(bpx, "little") for value in row) for row in palette]
+    rows = [choices[picks[r] % len(choices)] for r in range(height)]
+    stream = rdpbitmap.rle_encode(rows, bpp)
+    assert rle_decode(stream, width, height, bpp) == b"".join(rows)
+    if FREERDP is not None and bpp == 16:
+        assert freerdp_decode(stream, width, height) == b"".join(rows)
 
 
 # --- arbitrary input ----------------------------------------------------------------------------------------
