@@ -10,11 +10,18 @@ rectangle whose width is not a multiple of 4 shears.
 
 ``ServerBitmapFix`` rewrites the server-to-client plaintext RDP byte stream (what follows the TLS
 handshake: slow-path TPKT/X.224/MCS PDUs and fast-path output PDUs) so that each such rectangle is sent
-uncompressed with ``width`` equal to the destination width: Interleaved RLE data (8/15/16/24 bpp) is
-decoded, raw data is re-strided, and the padding columns are dropped. Rows keep the 4-byte alignment the
-specification asks for. A rectangle whose data would no longer fit one PDU is split into horizontal bands.
-Everything else passes through byte for byte: other PDUs, rectangles that are not padded, RDP 6.0 (32 bpp
-planar) data, bulk-compressed, encrypted or fragmented PDUs, and anything that does not parse.
+with ``width`` equal to the destination width, which both that client and a correct one draw right. The
+padding columns are dropped: Interleaved RLE data (8/15/16/24 bpp) is decoded, cropped and encoded again
+(``rle_encode``: about as compact as xrdp's on a desktop, where raw rows would be ~20 times larger), raw
+data is re-strided (rows keep the 4-byte alignment the specification asks for). A rectangle whose data
+would no longer fit one PDU is split into horizontal bands. Everything else passes through byte for byte:
+other PDUs, rectangles that are not padded, RDP 6.0 (32 bpp planar) data, bulk-compressed, encrypted or
+fragmented PDUs, and anything that does not parse. Bitmaps are only looked for on the I/O channel, which
+the server's Demand Active PDU names.
+
+Where it goes: one instance per connection, fed every plaintext byte the RDP server sends after the TLS
+handshake (from the MCS Connect Response on), in order; forward what ``feed`` returns (it may be empty
+while a PDU is incomplete) and, at the end, what ``flush`` returns.
 
 Memory is bounded: the transformer holds at most one incomplete PDU (a TPKT or fast-path length is at most
 65535 bytes) and decodes at most ``MAX_DECODED_PER_PDU`` bytes of pixels per PDU; rectangles beyond that
@@ -491,7 +498,15 @@ class ServerBitmapFix:
         """Bytes held back: the start of an incomplete PDU (at most 65535)."""
         return len(self._buffer)
 
+    def flush(self) -> bytes:
+        """At the end of the stream: the bytes of an incomplete PDU still held, unchanged (the peer will not
+        make sense of them either, but nothing is swallowed)."""
+        held = bytes(self._buffer)
+        self._buffer.clear()
+        return held
+
     def feed(self, chunk: bytes) -> bytes:
+        """The bytes to forward for ``chunk``: every PDU it completes, rewritten where needed."""
         self._buffer += chunk
         out = bytearray()
         buf = self._buffer

@@ -137,6 +137,9 @@ def test_the_output_is_the_same_however_the_stream_is_split():
         first = fix.feed(stream[:cut])
         assert fix.pending < 65536
         assert first + fix.feed(stream[cut:]) == expected
+        assert fix.flush() == b""
+    fix = ServerBitmapFix()
+    assert fix.feed(stream[:-5]) + fix.flush() == feed_all([stream[:-len(v.BUTTON)]]) + v.BUTTON[:-5]
 
 
 # --- synthetic PDUs ---------------------------------------------------------------------------------------
