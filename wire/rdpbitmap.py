@@ -452,7 +452,7 @@ def _fix_rectangles(records: list[bytes], stats: dict[str, int]) -> list[bytes] 
         if fixed is None:
             out.append(rect)
             continue
-        left, top, right, bottom, width, height, bpp = RECT_HEADER.unpack_from(rect, 0)[:7]
+        width, height, bpp = RECT_HEADER.unpack_from(rect, 0)[4:7]
         budget -= width * height * bytes_per_pixel(bpp)
         stats["rectangles_fixed"] += 1
         changed = True
