@@ -95,7 +95,8 @@ def origin_allowed(head: httpupgrade.RequestHead, allowed: tuple[str, ...]) -> t
     except MultipleValuesError:
         return False, "(several Origin headers)"
     origin = normalize_origin(value) if value else None
-    return origin is not None and origin in allowed, value[:200]
+    shown = value[:200] if value.isprintable() else "(an unprintable Origin)"  # it goes into the record
+    return origin is not None and origin in allowed, shown
 
 
 class BridgeRefusal(Exception):

@@ -126,3 +126,24 @@ async def test_a_host_that_does_not_choose_tls_gets_a_negotiation_error_with_its
     assert answer.error == rdcleanpath.ErrorInfo(2, http_status_code=502)
     assert answer.x224_connection_pdu == rdp_only and code == 4502
     await db(recorded)(reason, E.ConnectionFailedHostSecurityNegotiation)
+
+
+async def test_a_browser_that_sends_nothing_is_refused_after_the_bound(bed: Bed, monkeypatch):
+    monkeypatch.setattr(transport, "FIRST_MESSAGE_TIMEOUT", 0.3)
+    bed.server.config.web_origins = (PORTAL,)
+    async with ws_connect(url(bed), origin=PORTAL, compression=None) as ws:
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            answer = rdcleanpath.decode_response(await ws.recv())
+            await ws.wait_closed()
+    assert answer.error.http_status_code == 400
+    assert ws.close_reason == "ConnectionFailedClientProtocolError activity -"
+
+
+async def test_a_first_message_past_the_size_bound_is_refused(bed: Bed):
+    oversized = rdcleanpath.encode_request(destination="d", proxy_auth="t" * rdcleanpath.MAX_REQUEST_SIZE,
+                                           x224_connection_request=REQUEST)
+
+    answer, code, reason = await exchange(bed, oversized)
+
+    assert answer.error.http_status_code == 400 and code == 4400
+    assert reason == "ConnectionFailedClientProtocolError activity -"
