@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 E = ErrorCode
-PATH = "/remoteDesktopGateway/rdcleanpath"
+PATH = rdcleanpath.WEBSOCKET_PATH
 FIRST_MESSAGE_TIMEOUT = 10.0  # seconds for the browser's request after the upgrade (preauth's deadline too)
 HOST_HANDSHAKE_TIMEOUT = 10.0  # seconds for the host's X.224 confirm and TLS handshake, each
 MAX_HANDSHAKE_BYTES = 64 * 1024  # what the host may send before the handshake is done (a chain is ~2-8 KiB)
