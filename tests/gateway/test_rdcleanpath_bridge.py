@@ -76,6 +76,11 @@ class ScriptedHost:
             pass
         self._later(self.outgoing.read())
 
+    async def push(self, plaintext: bytes) -> None:
+        """Send ``plaintext`` to the browser through TLS, as xrdp does (waits while the relay waits)."""
+        self.tls.write(plaintext)
+        await self.relay.deliver(Side.HOST, self.outgoing.read())
+
     def _later(self, data: bytes) -> None:
         if data:  # as from the network: on the loop's next turn
             task = asyncio.ensure_future(self.relay.deliver(Side.HOST, data))
@@ -136,6 +141,34 @@ async def test_it_runs_tls_through_the_relay_and_answers_with_the_pinned_chain(t
         break
     assert host.plaintext == b"mcs connect initial"
     assert received == b"\x82" + bytes([len(b"echo:mcs connect initial")]) + b"echo:mcs connect initial"
+    browser.close()
+
+
+async def test_a_browser_that_reads_slowly_holds_the_host_back(tmp_path):
+    """Backpressure: while the browser reads nothing, the host's deliveries wait and what the gateway
+    holds for the browser stays bounded; once it reads, everything arrives."""
+    certificate, fingerprint = certificate_and_fingerprint()
+    end, host, browser, _ = await bridge(tmp_path, confirm(), certificate, pinned=fingerprint)
+    await end.start()
+    chunk, count = b"x" * 65536, 128  # 8 MiB, far more than the socket buffers hold
+
+    async def host_sends() -> None:
+        for _ in range(count):
+            await host.push(chunk)
+
+    sending = asyncio.ensure_future(host_sends())
+    await asyncio.sleep(0.5)
+    assert not sending.done()
+    assert end.stream.writer.transport.get_write_buffer_size() < 1 << 20
+
+    received = 0
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(20):
+        while not (sending.done() and received >= count * len(chunk)):
+            data = await loop.sock_recv(browser, 1 << 20)
+            assert data
+            received += len(data)
+    await sending
     browser.close()
 
 
