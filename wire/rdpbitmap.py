@@ -31,7 +31,7 @@ cannot be followed after that, and the caller should close the connection.
 """
 from __future__ import annotations
 
-import itertools
+import re
 import struct
 
 TPKT_VERSION = 3
@@ -144,15 +144,20 @@ def rle_decode(src: bytes, width: int, height: int, bpp: int) -> bytes:
 
     masks: dict[int, bytes] = {}  # (bits << 8 | bitmask) -> the foreground mask, for the current fg
 
+    def foreground_mask(bitmask: int, bits: int) -> bytes:
+        # fg where a bit is set, black (0) elsewhere: XORed with the row above, or the pixels of the first line
+        key = bits << 8 | bitmask
+        mask = masks.get(key)
+        if mask is None:
+            mask = masks[key] = b"".join(fg if bitmask & (1 << bit) else black for bit in range(bits))
+        return mask
+
     def fgbg(bitmask: int, bits: int) -> None:
         # bit set: foreground (XOR with the pixel above, or fg on the first line); clear: background
         nonlocal pos
         count = bits * bpx
         room(count)
-        key = bits << 8 | bitmask
-        mask = masks.get(key)
-        if mask is None:
-            mask = masks[key] = b"".join(fg if bitmask & (1 << bit) else black for bit in range(bits))
+        mask = foreground_mask(bitmask, bits)
         if first_line:
             dst[pos:pos + count] = mask
         elif count <= row:
@@ -241,6 +246,16 @@ def rle_decode(src: bytes, width: int, height: int, bpp: int) -> bytes:
         elif code in (_REGULAR_FGBG_IMAGE, _MEGA_FGBG, _LITE_SET_FG_FGBG_IMAGE, _MEGA_SET_FGBG):
             if code in (_LITE_SET_FG_FGBG_IMAGE, _MEGA_SET_FGBG):
                 set_fg()
+            count = run * bpx
+            if not first_line and count <= row:  # the whole order in one XOR with the pixels above
+                need((run + 7) // 8)
+                room(count)
+                mask = b"".join(foreground_mask(src[i + k // 8], min(8, run - k)) for k in range(0, run, 8))
+                i += (run + 7) // 8
+                above = int.from_bytes(dst[pos - row:pos - row + count], "little")
+                dst[pos:pos + count] = (above ^ int.from_bytes(mask, "little")).to_bytes(count, "little")
+                pos += count
+                continue
             left = run
             while left > 0:
                 bits = min(8, left)
@@ -389,6 +404,23 @@ def _order(code: int, mega: int, count: int) -> bytes:
     return struct.pack("<BH", mega, count)
 
 
+_EQUAL_NEIGHBOURS = re.compile(rb"\x00{2,}")
+
+
+def _runs(row: bytes, bpx: int, width: int) -> list[tuple[int, int]]:
+    """(first pixel, count) of each run of three or more equal pixels in ``row``, found without a Python loop
+    over the pixels: byte i of ``same`` is 0 exactly when pixels i and i + 1 are equal."""
+    if width < 3:
+        return []
+    differ = (int.from_bytes(row[:-bpx], "little") ^ int.from_bytes(row[bpx:], "little")).to_bytes(
+        len(row) - bpx, "little")
+    lanes = 0
+    for channel in range(bpx):
+        lanes |= int.from_bytes(differ[channel::bpx], "little")
+    same = lanes.to_bytes(width - 1, "little")
+    return [(m.start(), m.end() - m.start() + 1) for m in _EQUAL_NEIGHBOURS.finditer(same)]
+
+
 def rle_encode(rows: list[bytes], bpp: int) -> bytes:
     """Interleaved RLE of bottom-up ``rows`` (each the same whole number of pixels), using three orders:
     a background run for rows equal to the row above (never two background runs in a row, which would
@@ -399,29 +431,16 @@ def rle_encode(rows: list[bytes], bpp: int) -> bytes:
     pending = 0  # pixels of rows equal to the one above, not yet written
 
     def colours(row: bytes) -> None:
-        if row == row[:bpx] * width:  # one colour: the common case on a desktop
-            for start in range(0, width, 0xFFFF):
-                out.extend(_order(_REGULAR_COLOR_RUN, _MEGA_COLOR_RUN, min(0xFFFF, width - start)))
-                out.extend(row[:bpx])
-            return
-        if bpx in (1, 2):
-            pixels = memoryview(row).cast("B" if bpx == 1 else "H")
-        else:
-            pixels = [row[k:k + bpx] for k in range(0, len(row), bpx)]
-        literal_start = index = 0
-        for _, group in itertools.groupby(pixels):
-            count = len(tuple(group))
-            if count >= 3:
-                if literal_start < index:
-                    literal(row, literal_start, index)
-                for start in range(0, count, 0xFFFF):
-                    piece = min(0xFFFF, count - start)
-                    out.extend(_order(_REGULAR_COLOR_RUN, _MEGA_COLOR_RUN, piece))
-                    out.extend(row[index * bpx:(index + 1) * bpx])
-                literal_start = index + count
-            index += count
-        if literal_start < index:
-            literal(row, literal_start, index)
+        literal_start = 0
+        for start, count in _runs(row, bpx, width):
+            if literal_start < start:
+                literal(row, literal_start, start)
+            for piece_start in range(0, count, 0xFFFF):
+                out.extend(_order(_REGULAR_COLOR_RUN, _MEGA_COLOR_RUN, min(0xFFFF, count - piece_start)))
+                out.extend(row[start * bpx:(start + 1) * bpx])
+            literal_start = start + count
+        if literal_start < width:
+            literal(row, literal_start, width)
 
     def literal(row: bytes, start: int, end: int) -> None:
         for piece in range(start, end, 0xFFFF):
