@@ -49,7 +49,7 @@ from gateway.transports import wst
 from gateway.transports.setup import ClientSetup, cancel_reader, in_thread
 from gateway.transports.stream import READ_SIZE, ClientStream
 from gateway.wsframing import ServerWebSocket
-from wire import rdcleanpath, x224
+from wire import rdcleanpath, rdpbitmap, x224
 from wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -73,15 +73,13 @@ ServerBytesTransform = Callable[[bytes], bytes]
 
 
 def new_server_transform() -> ServerBytesTransform:
-    """The hook on the host → browser plaintext: one per connection (it may keep state across chunks),
-    called with each chunk of RDP plaintext the host's TLS yields, before it is framed to the browser; it
-    returns the bytes to send (b"" to hold them for now). Identity here; a compatibility rewriter for the
-    web client's bitmap handling plugs in by returning its own callable."""
-    return _identity
-
-
-def _identity(data: bytes) -> bytes:
-    return data
+    """The hook on the host → browser plaintext: one per connection (it keeps state across chunks), called
+    with each chunk of RDP plaintext the host's TLS yields, before it is framed to the browser; it returns
+    the bytes to send (b"" while a PDU is incomplete). It re-presents bitmap rectangles whose width the
+    server padded (xrdp does) at their true width, which the published IronRDP web client (0.7.0) needs to
+    draw them without shear (wire/rdpbitmap.py); everything else passes byte for byte. It raises
+    ``RdpStreamError`` when the host's stream is not RDP framing at all."""
+    return rdpbitmap.ServerBitmapFix().feed
 
 
 def is_rdcleanpath_path(head: httpupgrade.RequestHead) -> bool:
@@ -280,7 +278,11 @@ class BrowserEnd:
                 return
             if not plain:
                 break
-            out = transform(plain)
+            try:
+                out = transform(plain)
+            except rdpbitmap.RdpStreamError as exc:
+                self._end(Side.HOST, f"the host's RDP stream cannot be followed ({exc})")
+                return
             if out:
                 frame = self.ws.send_binary(out)
                 if frame:

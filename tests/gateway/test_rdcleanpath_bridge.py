@@ -23,7 +23,9 @@ from gateway.transports import rdcleanpath as transport
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
 from testbed.xrdp import self_signed_certificate
-from wire import rdcleanpath, x224
+from tests.wire import rdpbitmap_vectors as v
+from tests.wire.test_rdpbitmap import drawn
+from wire import rdcleanpath, rdpbitmap, x224
 from wire.errors import ErrorCode
 
 E = ErrorCode
@@ -42,7 +44,8 @@ def confirm(protocol: int | None = x224.PROTOCOL_SSL, failure: int | None = None
 
 class ScriptedHost:
     """The relay's host end: answers the X.224 request with ``answer``, then is a TLS server that echoes
-    plaintext back as ``echo:<data>``."""
+    plaintext back as one TPKT ``echo:<data>`` (RDP framing, which the bridge's bitmap rewriter passes through
+    unchanged)."""
 
     def __init__(self, relay: Relay, answer: bytes, certificate: tuple[bytes, bytes] | None, tmp_path) -> None:
         self.relay, self.answer = relay, answer
@@ -71,7 +74,7 @@ class ScriptedHost:
                 if not chunk:
                     break
                 self.plaintext += chunk
-                self.tls.write(b"echo:" + chunk)
+                self.tls.write(x224.tpkt(b"echo:" + chunk))
         except ssl.SSLWantReadError:
             pass
         self._later(self.outgoing.read())
@@ -140,7 +143,8 @@ async def test_it_runs_tls_through_the_relay_and_answers_with_the_pinned_chain(t
             continue
         break
     assert host.plaintext == b"mcs connect initial"
-    assert received == b"\x82" + bytes([len(b"echo:mcs connect initial")]) + b"echo:mcs connect initial"
+    echoed = x224.tpkt(b"echo:mcs connect initial")
+    assert received == b"\x82" + bytes([len(echoed)]) + echoed
     browser.close()
 
 
@@ -255,3 +259,16 @@ def test_the_transport_has_its_own_path_beside_the_rd_gateways():
     assert transport.is_rdcleanpath_path(head(None, "/remoteDesktopGateway/rdcleanpath"))
     assert transport.is_rdcleanpath_path(head(None, "/remotedesktopgateway/RDCleanPath/"))
     assert not transport.is_rdcleanpath_path(head(None, "/remoteDesktopGateway/"))
+
+
+def test_the_bridge_re_presents_xrdps_padded_bitmaps_for_the_web_client():
+    """Each connection's host → browser hook is the bitmap rewriter (wire/rdpbitmap.py): a rectangle
+    xrdp padded to a multiple of 4 pixels reaches the browser at its true width; other PDUs pass as they
+    are; and a stream that is not RDP framing is an error the bridge ends the connection on."""
+    transform = transport.new_server_transform()
+    assert transform(v.DEMAND_ACTIVE) == v.DEMAND_ACTIVE
+    block = transform(v.GREEN_BLOCK)
+    assert block != v.GREEN_BLOCK and drawn(block) == drawn(v.GREEN_BLOCK_FIXED)
+    assert transform(v.LICENSE) == v.LICENSE
+    with pytest.raises(rdpbitmap.RdpStreamError):
+        transport.new_server_transform()(b"echo: not RDP")
