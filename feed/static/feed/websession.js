@@ -73,6 +73,7 @@ function watchGatewaySockets() {
       super(url, protocols);
       const current = attempt;
       if (current && String(url) === current.gatewayUrl) {
+        current.socket = this;
         current.closed = new Promise((resolve) => {
           this.addEventListener("open", () => { current.opened = true; });
           this.addEventListener("close", (event) => {
@@ -131,7 +132,7 @@ async function ended(current, error) {
   const activityId = (record && record.activity_id) || (match && match[2]) || "";
   if (code) {
     showError(code, (record && record.message) || "", activityId);
-  } else if (error) {
+  } else if (error && !current.userEnded) {
     console.error("The remote desktop client stopped:", error && error.backtrace ? error.backtrace() : error);
     const [browserCode, text] = current.closed && !current.opened ? BROWSER_CODES.unreachable : BROWSER_CODES.failed;
     showError(browserCode, `${text} ${describeIronError(error)}`, activityId);
@@ -166,7 +167,8 @@ async function connect() {
     showError(...BROWSER_CODES.server, "");
     return;
   }
-  const current = { gatewayUrl: data.gateway_url, since: data.issued_at, opened: false, close: null, closed: null };
+  const current = { gatewayUrl: data.gateway_url, since: data.issued_at, opened: false, close: null, closed: null,
+                    socket: null, userEnded: false };
   attempt = current;
   setState("connecting", "Connecting…");
   const builder = ui.configBuilder()
@@ -194,6 +196,23 @@ async function connect() {
   }
 }
 
+// The client's shutdown asks the server to end the session and waits for it; a server that does not answer
+// (xrdp after its session ended) would keep the page connected, so the gateway's WebSocket is closed after
+// a moment whatever happens: the gateway then ends the connection and records it.
+const DISCONNECT_GRACE_MS = 2000;
+
+function disconnect() {
+  if (!ui) return;
+  const current = attempt;
+  buttons.disconnect.disabled = true;
+  setState("disconnecting", "Disconnecting…");
+  current.userEnded = true;
+  ui.shutdown();
+  setTimeout(() => {
+    if (current.socket && current.socket.readyState <= 1) current.socket.close(1000, "disconnected by the user");
+  }, DISCONNECT_GRACE_MS);
+}
+
 function wireToolbar() {
   buttons.fullscreen.addEventListener("click", () => {
     if (document.fullscreenElement) {
@@ -208,7 +227,7 @@ function wireToolbar() {
   buttons.ctrlAltDel.addEventListener("click", () => ui && ui.ctrlAltDel());
   buttons.copy.addEventListener("click", () => ui && ui.saveRemoteClipboardData().catch(() => {}));
   buttons.paste.addEventListener("click", () => ui && ui.sendClipboardData().catch(() => {}));
-  buttons.disconnect.addEventListener("click", () => ui && ui.shutdown());
+  buttons.disconnect.addEventListener("click", disconnect);
   for (const id of ["reconnect", "reconnect-ended"]) {
     // A web ticket is single use: connecting again starts afresh, with a new one.
     document.getElementById(id).addEventListener("click", () => window.location.reload());
