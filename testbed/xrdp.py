@@ -22,8 +22,11 @@ import secrets
 import select
 import shutil
 import subprocess
+import shlex
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -99,6 +102,16 @@ def set_ini_value(text: str, section: str, key: str, value: str) -> str:
     else:
         lines.insert(start + 1, f"{key}={value}")
     return "\n".join(lines) + "\n"
+
+
+def remove_ini_section(text: str, section: str) -> str:
+    """``text`` without ``[section]`` and its lines (unchanged when there is no such section)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None)
+    if start is None:
+        return text
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    return "\n".join(lines[:start] + lines[end:]) + "\n"
 
 
 def refuse_if_port_taken(port: int, wanted_by: str) -> None:
@@ -333,10 +346,7 @@ class XrdpServer:
 
     def _write_config(self) -> None:
         shutil.copytree(XRDP_CONFIG_DIR, self._dir, dirs_exist_ok=True)
-        wm_script = self._dir / "session.sh"
-        # The whole desktop session: sesman ends it (and xrdp logs the client off) when this exits.
-        wm_script.write_text(f"#!/bin/sh\nexec sleep {self.session_seconds:g}\n")
-        wm_script.chmod(0o755)
+        self._write_session_script(["sleep", f"{self.session_seconds:g}"])
 
         self.install_rdp_certificate(*self_signed_certificate("xrdp test bed (self-signed)"))
         xrdp_ini = (self._dir / "xrdp.ini").read_text()
@@ -348,6 +358,9 @@ class XrdpServer:
             "key_file": str(self.rdp_key_path),
         }.items():
             xrdp_ini = set_ini_value(xrdp_ini, "Globals", key, value)
+        # A client without auto-logon (the browser's) logs in through xrdp's dialog, which defaults to the
+        # first session type: offer only the bed's Xvnc (the Xorg backend is not installed).
+        xrdp_ini = remove_ini_section(xrdp_ini, "Xorg")
         xrdp_ini = set_ini_value(xrdp_ini, "Logging", "LogFile", str(self.xrdp_log_path))
         xrdp_ini = set_ini_value(xrdp_ini, "Logging", "EnableSyslog", "false")
         (self._dir / "xrdp.ini").write_text(xrdp_ini)
@@ -357,13 +370,44 @@ class XrdpServer:
             "ListenAddress": "127.0.0.1",
             "ListenPort": str(SESMAN_PORT),
             "EnableUserWindowManager": "false",
-            "DefaultWindowManager": str(wm_script),
+            "DefaultWindowManager": str(self._session_script),
         }.items():
             sesman_ini = set_ini_value(sesman_ini, "Globals", key, value)
         sesman_ini = set_ini_value(sesman_ini, "Logging", "LogFile", str(self.sesman_log_path))
         sesman_ini = set_ini_value(sesman_ini, "Logging", "EnableSyslog", "false")
         sesman_ini = set_ini_value(sesman_ini, "ChansrvLogging", "EnableSyslog", "false")
         (self._dir / "sesman.ini").write_text(sesman_ini)
+
+    @property
+    def _session_script(self) -> Path:
+        return self._dir / "session.sh"
+
+    def _write_session_script(self, command: list[str]) -> None:
+        # The whole desktop session: sesman runs this as the test user for every new session, and ends the
+        # session (xrdp logs the client off) when it exits.
+        self._session_script.write_text(f"#!/bin/sh\nexec {shlex.join(command)}\n")
+        self._session_script.chmod(0o755)
+
+    @contextmanager
+    def session_program(self, command: list[str], files: dict[str, str] | None = None,
+                        limit_seconds: float = 300) -> Iterator[None]:
+        """Sessions started inside the ``with`` block run ``command`` (at most ``limit_seconds``) instead of
+        the short sleep; ``files`` (name: text) are written beside it, readable by the test user, and
+        ``{dir}`` in ``command`` is their directory. On both ends any running session is ended, so no
+        session of one kind is reconnected to by a client expecting the other."""
+        folder = self._dir / "program"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        for name, text in (files or {}).items():
+            (folder / name).write_text(text)
+            (folder / name).chmod(0o644)
+        self._kill_test_user_processes()
+        self._write_session_script(["timeout", "-k", "5", f"{limit_seconds:g}",
+                                    *(part.replace("{dir}", str(folder)) for part in command)])
+        try:
+            yield
+        finally:
+            self._write_session_script(["sleep", f"{self.session_seconds:g}"])
+            self._kill_test_user_processes()
 
     def _wait_listening(self, port: int, process: subprocess.Popen, name: str) -> None:
         deadline = time.monotonic() + self.start_timeout
