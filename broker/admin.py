@@ -295,7 +295,7 @@ class ConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at", "activity_id", "username", "resource_name", "session_host", "gateway_instance", "state",
         "error_code", "duration_display", "bytes_total",
     ]
-    list_filter = ["state", "end_reason", "error_code", "host_pool", "gateway_instance", "created_at"]
+    list_filter = ["state", "transport", "end_reason", "error_code", "host_pool", "gateway_instance", "created_at"]
     search_fields = [
         "activity_id", "username", "resource_name", "client_name", "client_address", "error_code",
         "session_host__name",
@@ -304,7 +304,8 @@ class ConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["session_host", "gateway_instance"]
     fieldsets = [
-        (None, {"fields": ["activity_id", "state", "user", "username", "client_address", "client_name"]}),
+        (None, {"fields": ["activity_id", "state", "user", "username", "client_address", "client_name",
+                           "transport"]}),
         ("Resource", {"fields": ["application_group", "resource_name", "host_pool", "session_host",
                                  "gateway_instance"]}),
         ("Checkpoints", {"fields": ["checkpoint_timeline", "setup_time_display", "duration_display"]}),

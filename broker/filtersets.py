@@ -6,7 +6,14 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from broker.choices import ConnectionState, HostPoolType, LoadBalancer, SessionHostStatus, UserSessionState
+from broker.choices import (
+    ConnectionState,
+    ConnectionTransport,
+    HostPoolType,
+    LoadBalancer,
+    SessionHostStatus,
+    UserSessionState,
+)
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
 from core.api.filters import DateTimeFromToRangeFilter
 
@@ -56,6 +63,7 @@ class ConnectionFilterSet(django_filters.FilterSet):
     activity_id = django_filters.UUIDFilter()
     error_code = django_filters.CharFilter()
     state = django_filters.MultipleChoiceFilter(choices=ConnectionState.choices)
+    transport = django_filters.MultipleChoiceFilter(choices=ConnectionTransport.choices)
     created_at = DateTimeFromToRangeFilter(
         label="Created between (created_at_after, created_at_before; ISO 8601)"
     )
@@ -64,7 +72,7 @@ class ConnectionFilterSet(django_filters.FilterSet):
         model = Connection
         fields = [
             "user", "username", "activity_id", "error_code", "state", "host_pool", "session_host",
-            "gateway_instance", "application_group", "end_reason", "created_at",
+            "gateway_instance", "application_group", "end_reason", "transport", "created_at",
         ]
 
 

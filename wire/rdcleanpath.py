@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 VERSION = 3390  # IronRDP's VERSION_1 (BASE_VERSION 3389 + 1)
+# Where the gateway listener serves the browser client: ``wss://<gateway public host>:<port>`` + this.
+WEBSOCKET_PATH = "/remoteDesktopGateway/rdcleanpath"
 GENERAL_ERROR = 1
 NEGOTIATION_ERROR = 2
 # A request is a few hundred bytes (a ticket of about 400 characters and an X.224 request of ~50); the

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 E = ErrorCode
-PATH = "/remoteDesktopGateway/rdcleanpath"
+PATH = rdcleanpath.WEBSOCKET_PATH
 FIRST_MESSAGE_TIMEOUT = 10.0  # seconds for the browser's request after the upgrade (preauth's deadline too)
 HOST_HANDSHAKE_TIMEOUT = 10.0  # seconds for the host's X.224 confirm and TLS handshake, each
 MAX_HANDSHAKE_BYTES = 64 * 1024  # what the host may send before the handshake is done (a chain is ~2-8 KiB)
@@ -95,7 +95,8 @@ def origin_allowed(head: httpupgrade.RequestHead, allowed: tuple[str, ...]) -> t
     except MultipleValuesError:
         return False, "(several Origin headers)"
     origin = normalize_origin(value) if value else None
-    return origin is not None and origin in allowed, value[:200]
+    shown = value[:200] if value.isprintable() else "(an unprintable Origin)"  # it goes into the record
+    return origin is not None and origin in allowed, shown
 
 
 class BridgeRefusal(Exception):

@@ -84,6 +84,13 @@ def test_connections_filter_by_error_code_and_state(admin_api, connections):
     assert _ids(admin_api, "state=failed&state=ended") == {c.pk for c in connections.values()}
 
 
+def test_connections_filter_by_transport(admin_api, connections):
+    Connection.objects.filter(pk=connections["failed"].pk).update(transport="rdcleanpath")
+    assert _ids(admin_api, "transport=rdcleanpath") == {connections["failed"].pk}
+    assert admin_api.get(f"/api/v1/connections/{connections['failed'].pk}/").json()["transport"] == "rdcleanpath"
+    assert admin_api.get("/api/v1/connections/?transport=carrier-pigeon").status_code == 400
+
+
 def test_connections_filter_by_pool_and_host(admin_api, connections, personal_pool):
     member = connections["member"]
     assert _ids(admin_api, f"host_pool={personal_pool.pk}") == {connections["failed"].pk}

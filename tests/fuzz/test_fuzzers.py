@@ -22,7 +22,7 @@ from tests.fuzz.seeds import CORPUS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DICTIONARIES = Path(__file__).resolve().parent / "dicts"
-SECONDS = 12  # per harness: four harnesses make about a minute
+SECONDS = 12  # per harness: five harnesses make about a minute
 MIN_RUNS = 1000  # a run that managed fewer inputs than this did not really fuzz
 
 pytestmark = [

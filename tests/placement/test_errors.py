@@ -83,7 +83,7 @@ def test_describe_shows_an_unknown_code_as_an_internal_error_keeping_the_code():
 
 def test_every_ticket_refusal_reason_has_a_ticket_code():
     # The reason codes of core.tickets.TicketRefused (docs: notes/ticket_contract.md).
-    assert set(TICKET_REFUSAL_CODES) == {"malformed", "bad_signature", "expired", "revoked", "wrong_kind"}
+    assert set(TICKET_REFUSAL_CODES) == {"malformed", "bad_signature", "expired", "revoked", "used", "wrong_kind"}
     assert all(describe(code).stage == "ticket" for code in TICKET_REFUSAL_CODES.values())
 
 

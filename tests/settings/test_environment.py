@@ -163,3 +163,21 @@ def test_the_shape_follows_redis():
     else:
         assert live.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
         assert live.CELERY_TASK_ALWAYS_EAGER is True
+
+
+def test_the_portals_origins_follow_the_web_listener_and_allowed_hosts(clean_env):
+    origins = environment.web_origins("WVD_WEB_ORIGINS", ["portal.example", "*", ".wild.example", "[::1]"],
+                                      ("0.0.0.0", 8000), True, ["https://proxy.example"])
+    assert origins == ("https://proxy.example", "https://portal.example:8000", "https://[::1]:8000")
+    assert environment.web_origins("WVD_WEB_ORIGINS", ["h"], ("h", 443), True, []) == ("https://h",)
+    assert environment.web_origins("WVD_WEB_ORIGINS", ["h"], ("h", 8000), False, []) == ("http://h:8000",)
+
+
+def test_configured_origins_replace_the_derived_ones_and_must_be_origins(clean_env):
+    clean_env.setenv("WVD_WEB_ORIGINS", "https://Portal.Example:443,http://10.0.0.5:8080")
+    assert environment.web_origins("WVD_WEB_ORIGINS", ["x"], ("x", 1), True, []) == (
+        "https://portal.example", "http://10.0.0.5:8080")
+    for bad in ("https://portal.example/path", "ftp://portal.example", "portal.example", "https://u@portal.example"):
+        clean_env.setenv("WVD_WEB_ORIGINS", bad)
+        with pytest.raises(ImproperlyConfigured, match="WVD_WEB_ORIGINS"):
+            environment.web_origins("WVD_WEB_ORIGINS", ["x"], ("x", 1), True, [])
