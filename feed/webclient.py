@@ -34,12 +34,11 @@ from broker.models import Connection
 from core import tickets
 from feed import webclientvendor
 from feed.resources import DESKTOP, Resource, resource_for
+from wire import rdcleanpath
 from wire.errors import ERRORS, ErrorCode, describe
 
 log = logging.getLogger(__name__)
 
-# The gateway's RDCleanPath transport, on the RD Gateway listener (gateway/transports/rdcleanpath.py).
-RDCLEANPATH_PATH = "/remoteDesktopGateway/rdcleanpath"
 # How far back the page may ask for "the connection my ticket opened": a ticket lives a minute.
 _CONNECTION_LOOKBACK = timedelta(minutes=10)
 _ERROR_CODE = re.compile(r"^[A-Za-z]{1,80}$")
@@ -57,7 +56,8 @@ def gateway_origin() -> str:
 
 
 def gateway_websocket_url() -> str:
-    return gateway_origin() + RDCLEANPATH_PATH
+    """The gateway's RDCleanPath transport, on the RD Gateway listener (gateway/transports/rdcleanpath.py)."""
+    return gateway_origin() + rdcleanpath.WEBSOCKET_PATH
 
 
 def _pin(suffix: str) -> webclientvendor.Pin:
