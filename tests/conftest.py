@@ -8,6 +8,7 @@ from broker.models import HostPool
 from core.models import ApiToken
 from tests.architecture.connection_writes import only_the_lifecycle_writes_connections
 from feed.models import ApplicationGroup, Assignment, Workspace
+from tests.e2e.fixtures import xrdp_server  # noqa: F401 - one xrdp bed per test session (fixtures.py)
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser.conftest import PASSWORD, WAIT_MS, screenshot, sign_in
 from tests.e2e.estate import POOL_NAME, Estate, estate  # noqa: F401  (the real stack)
-from tests.e2e.fixtures import xrdp_server, xvfb  # noqa: F401  (its xrdp and X display)
+from tests.e2e.fixtures import xvfb  # noqa: F401  (the X display; xrdp_server is tests/conftest.py's)
 from testbed.xrdp import XRDP_LOGIN_OK
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]

@@ -5,6 +5,10 @@ conftest.py that needs them:
 
 That brings the fixtures and the hook that adds the logs of every real process a failed test used to
 its report. ``tests/e2e/conftest.py`` does exactly that.
+
+All but ``xrdp_server``: the whole test session shares one xrdp bed (it holds the machine's bed lock while it
+runs), so ``tests/conftest.py`` registers it once for every folder. A second registration, in another
+conftest or test module, would start a second bed that waits for the first's lock and fails.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from testbed.xrdp import (
     tools_available,
 )
 
-__all__ = ["xrdp_server", "xvfb", "control_plane", "pytest_runtest_makereport"]
+__all__ = ["xvfb", "control_plane", "pytest_runtest_makereport"]  # xrdp_server: tests/conftest.py
 
 
 # FreeRDP 3 comes from bookworm-backports on Debian 12: its tests are skipped, with the install line, where
