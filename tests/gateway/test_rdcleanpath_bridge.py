@@ -23,7 +23,7 @@ from gateway.transports import rdcleanpath as transport
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
 from testbed.xrdp import self_signed_certificate
-from tests.wire import rdpbitmap_vectors as v
+from testbed import rdpbitmap_vectors as v
 from tests.wire.test_rdpbitmap import drawn
 from wire import rdcleanpath, rdpbitmap, x224
 from wire.errors import ErrorCode
