@@ -63,6 +63,7 @@ PATHS = ("direct", "RD Gateway", "browser")
 RELAYED = ("RD Gateway", "browser")
 PING = x224.tpkt(rdptarget.X224_DATA + b"\x00" + pattern(64 - 8))  # a 64-byte TPKT PDU
 TICKET_LIFETIME = 3 * 3600  # seconds; see Estate.web_tickets
+TRANSFER_TIMEOUT = 600  # seconds: a transfer that stalls fails the run instead of hanging it
 
 
 WorkloadError = workloads.WorkloadError
@@ -206,25 +207,31 @@ async def measure_throughput(bench: Bench, cases: list[tuple[str, str, int]], ro
             expectations[key] = expected_bytes(command, count, rewritten)
         return expectations[key]
 
-    async def once(label: str, command: str, count: int, name: str) -> tuple[float, bool, int]:
+    async def once(command: str, count: int, name: str) -> tuple[float, bool, int]:
         stream = await bench.openers[name]()
         try:
-            if command == "SINK":  # raises WorkloadError unless the host confirms every byte
-                return await workloads.client_to_host(stream, count, 64 * 1024, rdptarget.done_pdu()), True, count
-            seconds, intact = await host_to_client(stream, command, count, expected(command, count, name == "browser"))
-            return seconds, intact, host_length(command, count)
+            async with asyncio.timeout(TRANSFER_TIMEOUT):
+                return await transfer(stream, command, count, name)
+        except TimeoutError:
+            raise WorkloadError(f"{name}: {command} {count} took longer than {TRANSFER_TIMEOUT} s") from None
         finally:
             await stream.close()
 
+    async def transfer(stream, command: str, count: int, name: str) -> tuple[float, bool, int]:
+        if command == "SINK":  # raises WorkloadError unless the host confirms every byte
+            return await workloads.client_to_host(stream, count, 64 * 1024, rdptarget.done_pdu()), True, count
+        seconds, intact = await host_to_client(stream, command, count, expected(command, count, name == "browser"))
+        return seconds, intact, host_length(command, count)
+
     for label, command, count in cases:
         for name in PATHS:  # one untimed warm-up each: first connections pay for imports and caches
-            await once(label, command, max(1, count // 8), name)
+            await once(command, max(1, count // 8), name)
         for index in range(rounds):
             order = PATHS[index % len(PATHS):] + PATHS[:index % len(PATHS)]
             for name in order:
                 cell = results[label][name]
                 gateway_before, agent_before = cpu_seconds(serve), cpu_seconds(agent)
-                seconds, intact, moved = await once(label, command, count, name)
+                seconds, intact, moved = await once(command, count, name)
                 cell.gateway_cpu += cpu_seconds(serve) - gateway_before
                 cell.agent_cpu += cpu_seconds(agent) - agent_before
                 cell.moved += moved
@@ -237,15 +244,16 @@ async def measure_round_trips(bench: Bench, count: int, blocks: int) -> dict[str
     times: dict[str, list[float]] = {name: [] for name in PATHS}
     streams = {}
     try:
-        for name in PATHS:
-            streams[name] = await bench.openers[name]()
-            await streams[name].write(b"ECHO\n")
-            await ping_pong(streams[name], 50)  # warm-up
-        per_block = max(1, count // blocks)
-        for index in range(blocks):
-            order = PATHS[index % len(PATHS):] + PATHS[:index % len(PATHS)]
-            for name in order:
-                times[name] += await ping_pong(streams[name], per_block)
+        async with asyncio.timeout(TRANSFER_TIMEOUT):
+            for name in PATHS:
+                streams[name] = await bench.openers[name]()
+                await streams[name].write(b"ECHO\n")
+                await ping_pong(streams[name], 50)  # warm-up
+            per_block = max(1, count // blocks)
+            for index in range(blocks):
+                order = PATHS[index % len(PATHS):] + PATHS[:index % len(PATHS)]
+                for name in order:
+                    times[name] += await ping_pong(streams[name], per_block)
     finally:
         for stream in streams.values():
             await stream.close()
@@ -294,12 +302,13 @@ async def run(options: argparse.Namespace, bench: Bench) -> str:
     cases = [("host → client, 16 KiB PDUs", "SOURCE", pdus),
              ("host → client, xrdp bitmaps", "BITMAP", repeats),
              ("client → host, 64 KiB writes", "SINK", options.size * MiB)]
+    machine = machine_description()  # the load average before this run's own load
     started = time.monotonic()
     results = await measure_throughput(bench, cases, options.rounds)
     times = await measure_round_trips(bench, options.round_trips, options.rtt_blocks)
     return "\n\n".join([
         f"## bench/browser.py{' --quick' if options.quick else ''}",
-        machine_description(),
+        machine,
         f"### Throughput, one connection: {pdus * rdptarget.PDU_SIZE / MiB:g} MiB bulk, "
         f"{repeats * unit / MiB:.2f} MiB of xrdp bitmap PDUs ({repeats} × GREEN_BLOCK + BUTTON)",
         throughput_table(results, options.rounds),
