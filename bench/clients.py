@@ -5,6 +5,8 @@
 - ``RdgStream``: an RD Gateway client speaking MS-TSGU over WebSocket as FreeRDP 2.11 does — TLS, the
   ``RDG_OUT_DATA`` upgrade with a 15-character key, masked binary frames, HANDSHAKE → TUNNEL_CREATE (the
   .rdp file's ticket) → TUNNEL_AUTH → CHANNEL_CREATE, then DATA packets both ways.
+- ``RdpTlsStream``: an RDP client's X.224 request and TLS with the host, over any of the above.
+- ``BrowserStream``: the browser client of the RDCleanPath transport (IronRDP's web client's shape).
 
 Each offers ``write(data)`` (waits for the socket like a real client), ``read()`` (the next bytes, b"" at
 the end) and ``close()``. Framing uses the ``websockets`` sans-I/O layer (its C speedups mask and unmask)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import math
 import os
 import random
@@ -28,6 +31,7 @@ from websockets.protocol import Protocol, Side, State
 
 from gateway import rdg
 from gateway.httpupgrade import websocket_accept
+from wire import rdcleanpath, x224
 
 READ_SIZE = 1 << 18
 SETUP_TIMEOUT = 30.0
@@ -314,3 +318,132 @@ class RdgStream:
 
     async def close(self) -> None:
         await _close(self.framing.writer)
+
+
+class RdpTlsStream:
+    """An RDP client's own security layer over any of the streams above, as mstsc or FreeRDP run it through
+    the RD Gateway (or straight to the host): the X.224 Connection Request, the host's Confirm, then TLS with
+    the host over memory BIOs whose ciphertext travels through ``inner``. The host's certificate is pinned
+    to ``pinned_sha256`` (the fingerprint its agent reported), as the gateway pins it on the browser path.
+    ``write``/``read`` carry the RDP plaintext."""
+
+    def __init__(self, inner, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+        self.inner, self.tls, self.incoming, self.outgoing = inner, tls, incoming, outgoing
+
+    @classmethod
+    async def open(cls, inner, pinned_sha256: str) -> RdpTlsStream:
+        try:
+            await inner.write(x224.connection_request(x224.PROTOCOL_SSL, cookie="bench"))
+            buf = b""
+            while len(buf) < x224.TPKT_HEADER or len(buf) < x224.packet_length(buf[:x224.TPKT_HEADER]):
+                data = await inner.read()
+                if not data:
+                    raise StreamError("the host closed before its X.224 Connection Confirm")
+                buf += data
+            length = x224.packet_length(buf[:x224.TPKT_HEADER])
+            if x224.parse_connection_confirm(buf[:length]).selected_protocol != x224.PROTOCOL_SSL:
+                raise StreamError("the host did not choose TLS")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # pinned below instead
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            incoming.write(buf[length:])
+            tls = context.wrap_bio(incoming, outgoing, server_side=False)
+            stream = cls(inner, tls, incoming, outgoing)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await stream._flush()
+                    if not await stream._fill():
+                        raise StreamError("the host closed during the TLS handshake") from None
+            await stream._flush()
+            leaf = tls.getpeercert(binary_form=True) or b""
+            if hashlib.sha256(leaf).hexdigest() != pinned_sha256.replace(":", "").lower():
+                raise StreamError("the host presented another certificate than its agent reported")
+        except BaseException:
+            await inner.close()
+            raise
+        return stream
+
+    async def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            await self.inner.write(data)
+
+    async def _fill(self) -> bool:
+        data = await self.inner.read()
+        if not data:
+            return False
+        self.incoming.write(data)
+        return True
+
+    async def write(self, data: bytes) -> None:
+        self.tls.write(data)
+        await self._flush()
+
+    async def read(self) -> bytes:
+        while True:
+            try:
+                return self.tls.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class BrowserStream(WebSocketStream):
+    """The browser client of the gateway's RDCleanPath transport, as IronRDP's web client opens it: a
+    WebSocket over TLS to ``/remoteDesktopGateway/rdcleanpath`` from the portal's ``Origin``, an RDCleanPath
+    request with the web ticket as proxy_auth and an X.224 Connection Request choosing TLS, the answer (the
+    host's Confirm and certificate chain; the gateway ran TLS with the host), then RDP plaintext as one
+    masked binary message per write both ways."""
+
+    def __init__(self, framing: MaskedFraming, chain: list[bytes]) -> None:
+        super().__init__(framing)
+        self.chain = chain
+
+    @classmethod
+    async def open(cls, host: str, port: int, ticket: str, origin: str, *,
+                   ssl_context: ssl.SSLContext) -> BrowserStream:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context, limit=READ_SIZE)
+        try:
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                key = base64.b64encode(os.urandom(16)).decode("ascii")
+                writer.write((
+                    f"GET {rdcleanpath.WEBSOCKET_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Origin: {origin}\r\n\r\n"
+                ).encode("ascii"))
+                _check_switching(await _read_head(reader), key)
+                framing = MaskedFraming(reader, writer)
+                request = rdcleanpath.encode_request(
+                    destination="bench:3389", proxy_auth=ticket,
+                    x224_connection_request=x224.connection_request(
+                        x224.PROTOCOL_SSL | x224.PROTOCOL_HYBRID | x224.PROTOCOL_HYBRID_EX, cookie="bench"))
+                writer.write(framing.frame(request))
+                answer = b""
+                while True:
+                    total = rdcleanpath.pdu_length(answer[:8])
+                    if total is not None and len(answer) >= total:
+                        break
+                    payloads = await framing.payloads()
+                    if framing.eof and not payloads:
+                        raise StreamError("the gateway closed the WebSocket before its RDCleanPath answer")
+                    answer += b"".join(payloads)
+                response = rdcleanpath.decode_response(answer[:total])
+                if response.error is not None:
+                    raise StreamError(f"RDCleanPath refused: {response.error}")
+                if len(answer) > total:
+                    raise StreamError("RDP bytes in the same message as the RDCleanPath answer")
+        except TimeoutError:
+            await _close(writer)
+            raise StreamError(f"setup took longer than {SETUP_TIMEOUT}s") from None
+        except BaseException:
+            await _close(writer)
+            raise
+        return cls(framing, list(response.server_cert_chain or []))

@@ -155,6 +155,7 @@ class Estate:
     hosts: int = 1
     max_sessions: int = 5000
     extra_env: dict[str, str] = field(default_factory=dict)
+    agent_args: list[str] = field(default_factory=list)  # more options for ``agent run`` (--rdp-cert ...)
     plane: BenchPlane | None = None
     agents: list[Child] = field(default_factory=list)
     rdp: RdpFile | None = None
@@ -260,7 +261,7 @@ class Estate:
         log = self.log_dir / f"agent-{index}.log"
         process = start_logged(
             [sys.executable, "-m", "hostagent.agent", "run", "--state-dir", str(state_dir),
-             "--rdp-target", self.rdp_target, "--backoff-max", "1"],
+             "--rdp-target", self.rdp_target, "--backoff-max", "1", *self.agent_args],
             log, env=self.plane.env, cwd=REPO,
         )
         self.agents.append(Child(f"agent-{index}", process, log))
@@ -278,6 +279,39 @@ class Estate:
                     return
             time.sleep(0.2)
         raise BenchError(f"host {name} stayed {status_seen}\n{self.failure_report()}")
+
+    def wait_rdp_certificate(self, name: str = "bench-host-0", timeout: float = 90) -> str:
+        """The fingerprint of the RDP certificate the host's agent reported (run with --rdp-cert/--rdp-key):
+        what the gateway pins on the browser path, so nothing connects there before it is known."""
+        assert self.plane is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.plane.call("GET", f"/api/v1/sessionhosts/?name={name}", token=self.admin_token)
+            results = body.get("results", []) if isinstance(body, dict) else []
+            if status == 200 and results and results[0].get("rdp_certificate_sha256"):
+                return results[0]["rdp_certificate_sha256"]
+            time.sleep(0.2)
+        raise BenchError(f"host {name} reported no RDP certificate\n{self.failure_report()}")
+
+    def web_tickets(self, count: int, lifetime_seconds: int) -> list[str]:
+        """``count`` single-use web tickets for bench-user's desktop, minted by core.tickets.issue_web_ticket
+        as the page's POST /web/<group>/<alias>/ticket/ does, in one Django shell. ``lifetime_seconds`` replaces
+        the one-minute lifetime for this minting only, so that tickets minted before a long run still hold."""
+        assert self.plane is not None
+        out = self.plane.manage("shell", "--no-imports", "-c", (
+            "from datetime import timedelta; from django.conf import settings;"
+            f"settings.WEB_TICKET_LIFETIME = timedelta(seconds={int(lifetime_seconds)});"
+            "from django.contrib.auth import get_user_model; from feed.resources import DESKTOP, resources_for;"
+            "from core.tickets import issue_web_ticket;"
+            "u = get_user_model().objects.get(username='bench-user');"
+            "r = [r for r in resources_for(u) if r.kind == DESKTOP][0];"
+            f"[print(issue_web_ticket(user=u, application_group_id=r.application_group_id, resource=r.key,"
+            f" host_pool_id=r.host_pool_id, host_pool_name=r.host_pool_name)) for _ in range({int(count)})]"
+        )).stdout
+        tickets = out.strip().splitlines()[-count:]
+        if len(tickets) != count:
+            raise BenchError(f"minted {len(tickets)} web tickets, not {count}")
+        return tickets
 
     def stop(self) -> None:
         for agent in self.agents:

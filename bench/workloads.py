@@ -37,8 +37,9 @@ async def host_to_client(stream, total: int, write_size: int, rate: float | None
     return time.perf_counter() - started
 
 
-async def client_to_host(stream, total: int, write_size: int) -> float:
-    """The client sends ``total`` bytes in ``write_size`` writes; seconds until the target confirms them."""
+async def client_to_host(stream, total: int, write_size: int, done: bytes = b"DONE\n") -> float:
+    """The client sends ``total`` bytes in ``write_size`` writes; seconds until the target confirms them
+    with ``done``."""
     chunk = pattern(write_size)
     started = time.perf_counter()
     await stream.write(f"SINK {total}\n".encode("ascii"))
@@ -48,12 +49,12 @@ async def client_to_host(stream, total: int, write_size: int) -> float:
     if rest:
         await stream.write(chunk[:rest])
     answer = b""
-    while not answer.endswith(b"\n"):
+    while len(answer) < len(done):
         data = await stream.read()
         if not data:
             raise WorkloadError("the stream ended before the target confirmed the bytes")
         answer += data
-    if answer != b"DONE\n":
+    if answer != done:
         raise WorkloadError(f"unexpected answer {answer[:40]!r}")
     return time.perf_counter() - started
 

@@ -7,6 +7,7 @@
   and its descendants.
 * ``api``: one JSON request to the control plane's REST API (``call``).
 * ``xrdp``: the xrdp + FreeRDP test bed (``XrdpServer``, ``Xvfb``, ``run_xfreerdp``).
+* ``rdpbitmap_vectors``: real xrdp bitmap PDUs and their rewrites (tests/wire/test_rdpbitmap.py, bench/browser.py).
 
 Plain functions and classes, no pytest: the fixtures and skip markers built on them live in ``tests/``,
 and the benchmarks in ``bench/`` use them directly. Nothing here imports ``tests`` or ``bench``.

@@ -124,6 +124,10 @@ class BrowserEnd:
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls: ssl.SSLObject | None = None
         self.started = False
+        # The browser has its answer and may send at once; until the relay runs (start) its messages wait
+        # for ``running`` and the frames reader reads no more from it (backpressure, nothing held here).
+        self.answered = False
+        self.running = asyncio.Event()
         self.early: list[bytes] = []
         self.early_bytes = 0
         self.closed_reason: str | None = None
@@ -149,7 +153,8 @@ class BrowserEnd:
             return
         self.closed_reason = reason
         self.arrived.set()  # wake a handshake waiting for the host
-        if self.started:
+        self.running.set()  # and a browser message waiting for the relay to run
+        if self.started or self.answered:
             self.shut(1000, "")
 
     # --- the handshake towards the host ----------------------------------------------------------
@@ -242,10 +247,15 @@ class BrowserEnd:
         early, self.early = self.early, []
         for payload in early:
             await self.from_browser(payload)
+        self.running.set()
         await self._to_browser()
 
     async def from_browser(self, payload: bytes) -> None:
         """One binary message of RDP plaintext from the browser, into TLS towards the host."""
+        if not self.started and self.answered:
+            await self.running.wait()
+            if self.closed_reason is not None:
+                return
         if not self.started:
             self.early_bytes += len(payload)
             if self.early_bytes > MAX_EARLY_BYTES:
@@ -420,6 +430,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: httpupgrade.R
             return
         end.answer(rdcleanpath.encode_response(server_addr=SERVER_ADDR, x224_connection_confirm=confirm,
                                                server_cert_chain=chain))
+        end.answered = True
         await setup.started()
         await end.start()
         await frames

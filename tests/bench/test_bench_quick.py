@@ -1,8 +1,8 @@
 """Each benchmark's --quick mode runs to the end against real processes and prints its markdown table.
 
 No timed assertions: the figures depend on the machine. What must hold is that every script sets up its
-real stack (control plane, agents, target, contenders), measures, prints a table with a PASS/MISS verdict,
-and stops every process it started.
+real stack (control plane, agents, target, contenders), measures, prints its tables (with a PASS/MISS verdict
+where a target is set), and stops every process it started.
 """
 from __future__ import annotations
 
@@ -124,3 +124,17 @@ def test_the_gateway_outlasts_2000_unauthenticated_connections():
     (row,) = table_rows(output, "connections")
     assert row[:3] == ["2000", "2000", "0"], row  # every one held (none refused by a cap) until the deadline
     assert row[-3:] == ["PASS", "PASS", "PASS"], row  # closed by the deadline, RSS back, the real client got in
+
+
+def test_browser_benchmark_measures_the_browser_path_beside_the_rd_gateway_path():
+    output = run_bench("browser.py", "--round-trips", "30")
+
+    rows = {row[0]: row for row in table_rows(output, "workload")}
+    assert list(rows) == ["host → client, 16 KiB PDUs", "host → client, xrdp bitmaps", "client → host, 64 KiB writes"]
+    for row in rows.values():
+        assert all(float(cell.replace(",", "")) > 0 for cell in row[1:4]), row  # direct, RD Gateway, browser
+        assert all(cell != "" for cell in row[4:9]), row  # the ratio and CPU per MB of gateway and agent
+        assert row[-1] == "yes", row  # every transfer's bytes arrived intact (rewritten ones as rewritten)
+    round_trips = {row[0]: row for row in table_rows(output, "path")}
+    assert set(round_trips) == {"direct", "RD Gateway", "browser"}
+    assert all(row[1] == "30" for row in round_trips.values())

@@ -23,7 +23,7 @@ from gateway.transports import rdcleanpath as transport
 from gateway.transports.stream import ClientStream
 from gateway.wsframing import ServerWebSocket
 from testbed.xrdp import self_signed_certificate
-from tests.wire import rdpbitmap_vectors as v
+from testbed import rdpbitmap_vectors as v
 from tests.wire.test_rdpbitmap import drawn
 from wire import rdcleanpath, rdpbitmap, x224
 from wire.errors import ErrorCode
@@ -173,6 +173,45 @@ async def test_a_browser_that_reads_slowly_holds_the_host_back(tmp_path):
             assert data
             received += len(data)
     await sending
+    browser.close()
+
+
+async def test_a_browser_that_sends_at_once_after_its_answer_waits_for_the_relay(tmp_path):
+    """Once the browser has its answer it may send at once, before the relay runs (the record of its start
+    is still being written): its messages wait, nothing is held beyond the first, and nothing is refused as
+    "too much before the handshake" (bench/browser.py's client → host transfer found it)."""
+    certificate, fingerprint = certificate_and_fingerprint()
+    end, host, browser, _ = await bridge(tmp_path, confirm(), certificate, pinned=fingerprint)
+    end.answered = True
+    chunk, count = b"y" * 65536, 24  # 1.5 MiB, more than MAX_EARLY_BYTES
+
+    async def browser_sends() -> None:
+        for _ in range(count):
+            await end.from_browser(chunk)
+
+    sending = asyncio.ensure_future(browser_sends())
+    await asyncio.sleep(0.1)
+    assert not sending.done() and not end.early and end.closed_reason is None
+    await end.start()
+    async with asyncio.timeout(20):
+        await sending
+        while len(host.plaintext) < count * len(chunk):
+            await asyncio.sleep(0.01)
+    assert host.plaintext == chunk * count and end.closed_reason is None
+    browser.close()
+
+
+async def test_a_relay_that_ends_after_the_answer_closes_the_browsers_websocket(tmp_path):
+    certificate, fingerprint = certificate_and_fingerprint()
+    end, host, browser, _ = await bridge(tmp_path, confirm(), certificate, pinned=fingerprint)
+    end.answered = True
+
+    end.close("the host went away")
+
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(5):
+        data = await loop.sock_recv(browser, 65536)
+    assert data[0] == 0x88  # a WebSocket close frame, not a browser left waiting
     browser.close()
 
 

@@ -1,6 +1,6 @@
 """wire.rdpbitmap: padded bitmap rectangles re-presented for IronRDP web 0.7.0, everything else untouched.
 
-Real PDUs from xrdp (tests/wire/rdpbitmap_vectors.py, expected rewrites derived with FreeRDP's decoder),
+Real PDUs from xrdp (testbed/rdpbitmap_vectors.py, expected rewrites derived with FreeRDP's decoder),
 synthetic PDUs for the paths xrdp does not take here (raw data, fast-path bitmaps, bands), a differential
 test of the Interleaved RLE decoder against FreeRDP 3.10's encoder when libfreerdp3 is installed, and
 Hypothesis over arbitrary bytes and splits.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.wire import rdpbitmap_vectors as v
+from testbed import rdpbitmap_vectors as v
 from wire import rdpbitmap
 from wire.rdpbitmap import RdpStreamError, ServerBitmapFix, rle_decode
 

@@ -1,5 +1,6 @@
 """Real server-to-client PDUs from xrdp 0.9.21.1 (Debian 12, Xvnc session, 16 bpp) to the IronRDP web client
-0.7.0, captured by a scratch RDCleanPath proxy; see tests/wire/test_rdpbitmap.py.
+0.7.0, captured by a scratch RDCleanPath proxy; see tests/wire/test_rdpbitmap.py. In testbed/ because the
+benchmarks (bench/browser.py) replay them too, and the benchmarks do not import the tests.
 
 The ``*_FIXED`` values were derived without wire.rdpbitmap: each padded rectangle decoded by FreeRDP 3.10's
 ``interleaved_decompress`` (libfreerdp3, called through ctypes), cropped to the destination width, rows
