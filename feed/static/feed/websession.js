@@ -77,7 +77,9 @@ function watchGatewaySockets() {
         current.closed = new Promise((resolve) => {
           this.addEventListener("open", () => { current.opened = true; });
           this.addEventListener("close", (event) => {
-            current.close = { code: event.code, reason: event.reason };
+            // A refusal's reason names our code; a later socket's plain close must not hide it.
+            const kept = current.close && CLOSE_REASON.test(current.close.reason || "");
+            if (!kept) current.close = { code: event.code, reason: event.reason };
             resolve();
           });
         });
