@@ -25,6 +25,7 @@ from core.tickets import ConnectionTicket, TicketRefused, consume_single_use, ve
 from gateway.preauth import garbage_tickets
 from gateway.relay import RelayResult, Side
 from wire.errors import TICKET_REFUSAL_CODES, ErrorCode, describe
+from wire.tickets import read_connection_ticket
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ def admit(paa_token: str, client_address: str, instance_name: str, *, transport:
             # write), a count and a rate-limited log line instead (gateway/preauth.py).
             garbage_tickets.note(f"from {client_address or '?'} ({refused.reason_code})")
             return refusal_for(code, refused.message, "")
+        # Expired, revoked or used: our signature holds, so who and what the ticket names is ours to
+        # record; support, and the user's own page, find the refusal under that user and resource.
+        named = read_connection_ticket(paa_token)
+        if named is not None:
+            where.update(user=get_user_model().objects.filter(pk=named.user_id).first(), username=named.username,
+                         application_group_id=named.application_group_id, resource_name=named.resource,
+                         host_pool_id=named.host_pool_id)
         connection = Connection.objects.refuse(code, refused.message, **where)
         return refusal_for(code, refused.message, str(connection.activity_id))
     user = get_user_model().objects.filter(pk=ticket.user_id, is_active=True).first()

@@ -1,7 +1,8 @@
 """A desktop in the browser, end to end with real parts: Debian's Chromium signs in to a real `serve`, clicks
 "Open in browser", and the vendored IronRDP web client reaches xrdp through the gateway's RDCleanPath transport
 and a real agent (test_connection.py's estate); the password is typed into xrdp's own login dialog, drawn in
-the canvas. And a refusal (a drained pool) shows its error code in the page and is recorded.
+the canvas. And refusals (a drained pool, a used and an expired web ticket) show their error code in the page
+and are recorded.
 
 The bed's sessions live one second (testbed/xrdp.py); xrdp's login log line is the proof of a login, and
 Disconnect ends the connection, which the page and the record then say without an error code.
@@ -16,6 +17,7 @@ import pytest
 from tests.browser.conftest import PASSWORD, WAIT_MS, screenshot, sign_in
 from tests.e2e.estate import POOL_NAME, Estate, estate  # noqa: F401  (the real stack)
 from tests.e2e.fixtures import xvfb  # noqa: F401  (the X display; xrdp_server is tests/conftest.py's)
+from tests.e2e.test_rdcleanpath import ask, connection, web_ticket
 from testbed.xrdp import XRDP_LOGIN_OK
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
@@ -153,3 +155,45 @@ def test_a_refusal_shows_its_error_code_in_the_page_and_is_recorded(page, estate
     record = estate.last_connection()
     assert (record["activity_id"], record["error_code"]) == (activity, code)
     assert page.get_by_text("quote activity").is_visible()
+
+
+def _page_gets_ticket(page, ticket: str) -> None:
+    """The page's ticket request answered as the view answers it, but carrying ``ticket``: how a used or an
+    expired web ticket reaches the page's client (the page itself mints a fresh one per click)."""
+    def answer(route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["ticket"] = ticket
+        route.fulfill(response=response, json=body)
+    page.route(re.compile(r".*/web/e2e-desktops/desktop/ticket/$"), answer)
+
+
+def _shown_refusal(page, estate: Estate) -> tuple[str, dict]:  # noqa: F811
+    page.wait_for_selector("[data-error-code]", state="attached")
+    code = page.locator("[data-error-code]").get_attribute("data-error-code")
+    assert page.locator("[data-activity-id]").count() == 1, (code, page.locator("#session-error").inner_text())
+    return code, connection(estate, page.locator("[data-activity-id]").get_attribute("data-activity-id"))
+
+
+def test_a_used_web_ticket_shows_its_error_code_in_the_page_and_is_recorded(page, estate: Estate):  # noqa: F811
+    ticket = web_ticket(estate, user=estate.xrdp.user)
+    assert ask(estate, ticket).pdu.error is None  # its one use
+    _page_gets_ticket(page, ticket)
+
+    _open_desktop(page, estate.plane, estate.xrdp.user)
+
+    code, record = _shown_refusal(page, estate)
+    assert code == record["error_code"] == "ConnectionFailedTicketAlreadyUsed"
+    assert record["transport"] == "rdcleanpath"
+
+
+def test_an_expired_web_ticket_shows_its_error_code_in_the_page_and_is_recorded(page, estate: Estate):  # noqa: F811
+    ticket = web_ticket(estate, user=estate.xrdp.user, lifetime_seconds=1)
+    time.sleep(2.1)  # tickets carry whole seconds
+    _page_gets_ticket(page, ticket)
+
+    _open_desktop(page, estate.plane, estate.xrdp.user)
+
+    code, record = _shown_refusal(page, estate)
+    assert code == record["error_code"] == "ConnectionFailedTicketExpired"
+    assert record["transport"] == "rdcleanpath"

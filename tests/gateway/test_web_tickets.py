@@ -71,7 +71,10 @@ def test_it_refuses_a_reused_web_ticket_and_records_it(member, desktop_group, ga
     refusal = admit(ticket)
 
     assert refusal.code == E.ConnectionFailedTicketAlreadyUsed
-    assert recorded(refusal).transport == BROWSER
+    record = recorded(refusal)
+    assert record.transport == BROWSER
+    # Our signature holds, so the record names who and what (the user's own page finds it by them).
+    assert (record.user, record.username, record.application_group) == (member, member.username, desktop_group)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,7 +113,9 @@ def test_it_refuses_an_expired_web_ticket_and_records_it(member, desktop_group, 
     refusal = admit(ticket)
 
     assert refusal.code == E.ConnectionFailedTicketExpired
-    assert recorded(refusal).transport == BROWSER
+    record = recorded(refusal)
+    assert record.transport == BROWSER
+    assert (record.user, record.username, record.application_group) == (member, member.username, desktop_group)
 
 
 @pytest.mark.parametrize("transport", [ConnectionTransport.WEBSOCKET, ConnectionTransport.RDG_WEBSOCKET,
