@@ -187,12 +187,13 @@ def test_the_page_finds_the_connection_its_ticket_opened_and_explains_a_reuse(cs
     found = csrf_client.get(CONNECTION, {"activity": first.activity_id}, secure=True).json()
     assert found == {"activity_id": first.activity_id, "state": "started", "error_code": "",
                      "message": ""}
+    # A used ticket's refusal is recorded under the user and resource it names (our signature holds), so it is
+    # the latest attempt since the ticket was issued, and the page finds it with the code's documented message.
     latest = csrf_client.get(CONNECTION, {"since": body["issued_at"]}, secure=True).json()
-    assert latest["activity_id"] == first.activity_id
-    # A used ticket proves no user to the gateway, so its refusal is recorded without one: the page knows it by
-    # the WebSocket's close reason ("<code> activity <id>") and gets the code's documented message.
+    assert latest["activity_id"] == again.activity_id
     reused = csrf_client.get(CONNECTION, {"activity": again.activity_id, "code": again.code}, secure=True).json()
-    assert reused == {"activity_id": again.activity_id, "state": "", "error_code": "ConnectionFailedTicketAlreadyUsed",
+    assert reused == {"activity_id": again.activity_id, "state": "failed",
+                      "error_code": "ConnectionFailedTicketAlreadyUsed",
                       "message": describe("ConnectionFailedTicketAlreadyUsed").message}
 
 
