@@ -8,6 +8,7 @@ bench/target.py, and FreeRDP 2's RD Gateway client as bench/clients.py speaks it
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections import Counter
@@ -60,7 +61,7 @@ def estate(tmp_path_factory):
     shape = redis_shape(redis_url, os.environ.get("WVD_DATABASE_URL", "").strip()) if redis_url else EMBEDDED
     target, port = start_target(tmp_path_factory.mktemp("target"))
     try:
-        with Estate(shape, f"127.0.0.1:{port}",
+        with Estate(shape, f"127.0.0.1:{port}", extra_env={"WVD_LOG_FORMAT": "json"},
                     plane_options={"metrics": True, "worker_pool": "prefork"}) as running:
             yield running
     finally:
@@ -163,6 +164,26 @@ def test_each_process_counts_what_the_records_say(estate):
         drained = [key for key in expected if key[0] == "failed"][0]
         assert value(worker, "wvd_connections_total", outcome="failed", error_code=drained[1],
                      transport=TRANSPORT) == 1
+
+
+def test_every_log_line_about_a_connection_is_json_with_its_activity_id(estate):
+    """Run after the connections above (same plane): each line naming a connection's activity id, in
+    every process's log, is a JSON object whose activity_id is that id."""
+    found = records(estate)
+    assert found, "the connections test runs first"
+    logs = estate.plane.logs()
+    for record in found:
+        activity = record["activity_id"]
+        about = [(name, line) for name, text in logs.items() for line in text.splitlines() if activity in line]
+        assert about, f"no log line names {activity}"
+        for name, line in about:
+            parsed = json.loads(line)
+            assert parsed.get("activity_id") == activity, (name, line)
+    # The worker's own lines about a connection (placement, the connect order) carry it too.
+    if estate.plane.uses_redis:
+        worker_lines = [json.loads(line) for line in logs["worker"].splitlines() if line.startswith("{")]
+        tagged = {line["activity_id"] for line in worker_lines if "activity_id" in line}
+        assert tagged >= {r["activity_id"] for r in found if r["ticket_accepted_at"]}
 
 
 def test_the_web_listener_does_not_serve_metrics(estate):
