@@ -404,7 +404,9 @@ class ConnectionQuerySet(models.QuerySet):
     """The lifecycle of a Connection, the only way its rows are written (DESIGN.md, "Layers").
 
     Each transition is one conditional UPDATE over the rows of this queryset that may still take it, and
-    returns how many did, so two writers racing for one row cannot both win (the loser sees 0). The one
+    returns how many did, so two writers racing for one row cannot both win (the loser sees 0). An end is
+    one such UPDATE per transport among those rows (nearly always one row), whose counts are the metrics'
+    (``_end``, core/metrics.py). The one
     rule for "still open" is ``ended_at IS NULL``: every end (ENDED or FAILED) sets it, nothing clears it,
     and no transition moves a row that has it to another state (checkpoints and byte counts are still
     recorded: they are facts about what happened).
