@@ -196,15 +196,16 @@ def multiprocess_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def serve_metrics(listen: tuple[str, int], process: str) -> None:
+def serve_metrics(listen: tuple[str, int], process: str, *, multiprocess_mode: bool = False) -> None:
     """Start ``/metrics`` on ``listen`` in a thread of this process (``process`` names it in the log).
 
-    Raises OSError when the address cannot be bound. In multiprocess mode (a prefork worker) it exposes
-    what every process of the directory counted and empties the directory first: call it in the parent
-    before it forks.
+    Raises OSError when the address cannot be bound. ``multiprocess_mode`` (a prefork worker, with
+    PROMETHEUS_MULTIPROC_DIR): expose what every process of the directory counted, after removing what
+    earlier runs left there; call it in the parent before it forks. Otherwise this process's own counts
+    (`serve` always: its relays and channels are its own).
     """
     host, port = listen
-    directory = multiprocess_dir()
+    directory = multiprocess_dir() if multiprocess_mode else None
     if directory is None:
         registry: CollectorRegistry = REGISTRY
     else:

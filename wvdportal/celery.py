@@ -39,7 +39,8 @@ def start_metrics_listener(sender=None, instance=None, **kwargs) -> None:
             f"{metrics.MULTIPROCESS_DIR_VARIABLE} to an empty directory of this worker's own, or run it with "
             "--pool=solo or --pool=threads (docs/metrics.md)")
     try:
-        metrics.serve_metrics(settings.METRICS_LISTEN, "celery worker")
+        metrics.serve_metrics(settings.METRICS_LISTEN, f"celery worker ({pool_name} pool)",
+                              multiprocess_mode=metrics.multiprocess_dir() is not None)
     except OSError as exc:
         raise SystemExit(f"WVD_METRICS_LISTEN: cannot listen on {settings.METRICS_LISTEN[0]}:"
                          f"{settings.METRICS_LISTEN[1]}: {exc.strerror or exc}") from None
