@@ -30,25 +30,18 @@ def checkpoints(checkpoint: str) -> float:
 
 
 @pytest.fixture
-def pool(db):
-    return HostPool.objects.create(name="pool-m", max_session_limit=5)
-
-
-@pytest.fixture
-def host(pool):
+def host(db):
+    """A host in a pool, and a gateway instance: what a connection names."""
+    pool = HostPool.objects.create(name="pool-m", max_session_limit=5)
+    GatewayInstance.objects.create(name="gw-m", public_host="127.0.0.1", public_port=8443)
     return SessionHost.objects.create(host_pool=pool, name="host-m", status="available")
 
 
 @pytest.fixture
-def instance(db):
-    return GatewayInstance.objects.create(name="gw-m", public_host="127.0.0.1", public_port=8443)
-
-
-@pytest.fixture
-def admit(member, pool, instance):
+def admit(member, host):
     def admit(transport: str = WS) -> Connection:
-        return Connection.objects.admit(user=member, username="member", host_pool=pool, gateway_instance=instance,
-                                        transport=transport)
+        return Connection.objects.admit(user=member, username="member", host_pool=host.host_pool,
+                                        gateway_instance=GatewayInstance.objects.get(name="gw-m"), transport=transport)
     return admit
 
 
@@ -73,7 +66,7 @@ def test_an_end_is_counted_only_when_its_transaction_commits(admit, django_captu
 
 
 def test_finish_counts_a_success_per_transport_and_a_refusal_counts_at_the_door(
-        admit, host, pool, django_capture_on_commit_callbacks):
+        admit, host, django_capture_on_commit_callbacks):
     ws, http = admit(WS), admit(HTTP)
     for connection in (ws, http):
         Connection.objects.filter(pk=connection.pk).reserve(host)
@@ -81,17 +74,18 @@ def test_finish_counts_a_success_per_transport_and_a_refusal_counts_at_the_door(
               count("refused", ErrorCode.ConnectionFailedTicketRevoked, transport=WS))
     with django_capture_on_commit_callbacks(execute=True):
         ended = Connection.objects.filter(pk__in=[ws.pk, http.pk]).finish(EndReason.CLIENT_CLOSED, 10, 20)
-        Connection.objects.refuse(ErrorCode.ConnectionFailedTicketRevoked, "", transport=WS, host_pool_id=pool.pk)
+        Connection.objects.refuse(ErrorCode.ConnectionFailedTicketRevoked, "", transport=WS,
+                                  host_pool_id=host.host_pool_id)
     assert ended == 2
     assert (count("success", transport=WS), count("success", transport=HTTP),
             count("refused", ErrorCode.ConnectionFailedTicketRevoked, transport=WS)) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
-def test_a_lost_instance_counts_its_open_connections_as_lost(admit, instance, django_capture_on_commit_callbacks):
+def test_a_lost_instance_counts_its_open_connections_as_lost(admit, django_capture_on_commit_callbacks):
     admit(), admit()
     before = count("lost")
     with django_capture_on_commit_callbacks(execute=True):
-        assert Connection.objects.filter(gateway_instance=instance).ended_with_instance() == 2
+        assert Connection.objects.filter(gateway_instance__name="gw-m").ended_with_instance() == 2
     assert count("lost") == before + 2
 
 
