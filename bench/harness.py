@@ -162,6 +162,7 @@ class Estate:
     admin_token: str = ""
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wvd-bench-")))
     ca_file: Path | None = None  # the plane's CA from /ca.pem: what the bench's clients trust
+    plane_options: dict = field(default_factory=dict)  # more ControlPlane options (metrics=True, worker_pool=...)
 
     def __enter__(self) -> Estate:
         try:
@@ -181,7 +182,7 @@ class Estate:
     def start(self) -> None:
         # INFO, as in production: the gateway logs a few lines per connection, none per frame.
         self.plane = BenchPlane(self.shape, data_dir=self.data_dir / "wvd",
-                                extra_env={"WVD_LOG_LEVEL": "INFO", **self.extra_env})
+                                extra_env={"WVD_LOG_LEVEL": "INFO", **self.extra_env}, **self.plane_options)
         self.plane.start()
         plane = self.plane
         status, _, ca_pem = plane.get("/ca.pem")

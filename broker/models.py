@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -26,6 +27,7 @@ from broker.choices import (
     UserSessionState,
 )
 from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
+from core import metrics
 from core.hashing import hash_secret
 from core.models import Certificate
 from core.validators import one_line, plain_text
@@ -402,7 +404,9 @@ class ConnectionQuerySet(models.QuerySet):
     """The lifecycle of a Connection, the only way its rows are written (DESIGN.md, "Layers").
 
     Each transition is one conditional UPDATE over the rows of this queryset that may still take it, and
-    returns how many did, so two writers racing for one row cannot both win (the loser sees 0). The one
+    returns how many did, so two writers racing for one row cannot both win (the loser sees 0). An end is
+    one such UPDATE per transport among those rows (nearly always one row), whose counts are the metrics'
+    (``_end``, core/metrics.py). The one
     rule for "still open" is ``ended_at IS NULL``: every end (ENDED or FAILED) sets it, nothing clears it,
     and no transition moves a row that has it to another state (checkpoints and byte counts are still
     recorded: they are facts about what happened).
@@ -438,7 +442,10 @@ class ConnectionQuerySet(models.QuerySet):
             related = self.model._meta.get_field(name.removesuffix("_id")).related_model
             if fields.get(name) is not None and not related._default_manager.filter(pk=fields[name]).exists():
                 fields[name] = None
-        return self.create(**fields, created_at=now, **_failure(ErrorCode(code), message, now, detailed=False))
+        refused = self.create(**fields, created_at=now, **_failure(ErrorCode(code), message, now, detailed=False))
+        transaction.on_commit(partial(metrics.connections_ended, metrics.REFUSED, refused.error_code,
+                                      refused.transport, 1))
+        return refused
 
     # --- steps 6-10 -----------------------------------------------------------------------------
 
@@ -471,8 +478,18 @@ class ConnectionQuerySet(models.QuerySet):
 
     def relay_started(self) -> int:
         """The client was told its channel is open (-> CONNECTED). Not for a connection that has ended:
-        the relay's end may be recorded first (a quick host)."""
-        return self.still_open().update(state=ConnectionState.CONNECTED, relay_started_at=timezone.now())
+        the relay's end may be recorded first (a quick host). The process that records it observes the
+        connection's setup checkpoints (core/metrics.py), once."""
+        started = self.still_open().filter(relay_started_at__isnull=True).update(
+            state=ConnectionState.CONNECTED, relay_started_at=timezone.now())
+        if started:
+            for row in self.values("ticket_accepted_at", *(f"{name}_at" for name in metrics.CHECKPOINTS)):
+                accepted = row["ticket_accepted_at"]
+                if accepted is not None:
+                    transaction.on_commit(partial(metrics.setup_checkpoints, {
+                        name: (row[f"{name}_at"] - accepted).total_seconds() if row[f"{name}_at"] else None
+                        for name in metrics.CHECKPOINTS}))
+        return started
 
     # --- the ends -------------------------------------------------------------------------------
 
@@ -484,7 +501,7 @@ class ConnectionQuerySet(models.QuerySet):
         # Who may be waiting: clients whose setup is under way, unless the failure is that they left.
         waiting = [] if code == ErrorCode.ConnectionFailedClientDisconnect else list(
             self.being_set_up().values_list("activity_id", "gateway_instance_id"))
-        failed = self.still_open().update(**_failure(code, detail, timezone.now()))
+        failed = self.still_open()._end(metrics.FAILED, code, **_failure(code, detail, timezone.now()))
         if failed and waiting:
             transaction.on_commit(lambda: [verdicts.announce(str(activity), instance)
                                            for activity, instance in waiting])
@@ -496,8 +513,9 @@ class ConnectionQuerySet(models.QuerySet):
         ended here."""
         counts = {"bytes_client_to_host": bytes_client_to_host, "bytes_host_to_client": bytes_host_to_client}
         # CONNECTING too: the relay can end before its start is recorded.
-        ended = self.still_open().filter(state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED)).update(
-            state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=EndReason(ended_by), **counts
+        ended = self.still_open().filter(state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED))._end(
+            metrics.SUCCESS, "", state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=EndReason(ended_by),
+            **counts
         )
         if not ended:
             self.update(**counts)  # ended before its relay started (a failed setup): keep its error
@@ -516,9 +534,22 @@ class ConnectionQuerySet(models.QuerySet):
     def ended_with_instance(self) -> int:
         """The gateway instance that held them went away (it restarted: ``register_instance``): their
         relays died with it."""
-        return self.still_open().exclude(state=ConnectionState.FAILED).update(
-            state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN, ended_at=timezone.now()
+        return self.still_open().exclude(state=ConnectionState.FAILED)._end(
+            metrics.LOST, "", state=ConnectionState.ENDED, end_reason=EndReason.GATEWAY_SHUTDOWN,
+            ended_at=timezone.now()
         )
+
+    def _end(self, outcome: str, code: str, **fields) -> int:
+        """The conditional UPDATE of an end, counted (core/metrics.py) by the rows it changed: one UPDATE
+        per transport among the rows that may take it (nearly always one row, so one transport), so each
+        count carries its transport exactly, whichever process wins."""
+        ended = 0
+        for transport in set(self.order_by().values_list("transport", flat=True)):
+            count = self.filter(transport=transport).update(**fields)
+            # Counted when the change is committed: a rolled-back end did not happen.
+            transaction.on_commit(partial(metrics.connections_ended, outcome, code, transport, count))
+            ended += count
+        return ended
 
 
 def failure_message(code: str, detail: str = "") -> str:

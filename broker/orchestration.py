@@ -14,6 +14,7 @@ from broker.choices import ConnectionState
 from broker.hostbus import send_to_host
 from broker.models import Connection, GatewayInstance
 from broker.placement import PlacementResult, place_connection, release_reservation
+from core import logcontext
 from core.tickets import issue_host_ticket
 from wire import hostchannel, relaylink
 from wire.errors import ErrorCode
@@ -27,6 +28,14 @@ def relay_url_for(instance: GatewayInstance, activity_id: str) -> str:
 
 def orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:
     """Place the connection and send the chosen host its connect order; idempotent per connection."""
+    if logcontext.activity.get():  # eager, in the gateway's thread: its lines already carry the activity
+        return _orchestrate(connection_id, gateway_instance)
+    activity = Connection.objects.filter(pk=connection_id).values_list("activity_id", flat=True).first()
+    with logcontext.for_activity(str(activity or "")):
+        return _orchestrate(connection_id, gateway_instance)
+
+
+def _orchestrate(connection_id: int, gateway_instance: str) -> PlacementResult:
     result = place_connection(connection_id)
     if not result.ok:
         return result

@@ -98,6 +98,20 @@ def env_listen(name: str, default: str) -> tuple[str, int]:
     return parse_listen(name, env_str(name, default) or default)
 
 
+def env_optional_listen(name: str) -> tuple[str, int] | None:
+    """``host:port`` as ``env_listen``; unset or empty: None (the listener is off)."""
+    value = env_str(name)
+    return parse_listen(name, value) if value else None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive); unset or empty: ``default``."""
+    value = env_str(name).lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={env_str(name)!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def env_data_dir(name: str, default: Path) -> Path:
     raw = env_str(name)
     path = Path(raw).expanduser() if raw else default

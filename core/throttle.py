@@ -30,6 +30,7 @@ from axes.helpers import get_cool_off
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
+from core import metrics
 from core.clientaddress import client_address
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def refusal(request: HttpRequest, original_response: HttpResponse | None = None,
     who = name if name.startswith(TOKEN_IDENTITY_PREFIX) else f"sign-in as {name!r}"
     log.warning("%s from %s refused at %s: too many failed attempts; locked out for %d s",
                 who, client_address(request), request.path, wait)
+    metrics.SIGNIN_REFUSALS.labels(reason=metrics.THROTTLED, credential=_credential_kind(name)).inc()
     context = getattr(original_response, "context_data", None) or {}
     form = context.get("form")
     if isinstance(original_response, TemplateResponse) and form is not None:
@@ -178,7 +180,11 @@ def record_failure(request, credentials: dict) -> HttpResponse | None:
     """Count a failed token; the refusal when that failure reached the limit, else None."""
     request = getattr(request, "_request", request)
     AxesProxyHandler.user_login_failed(sender=__name__, credentials=credentials, request=request)
-    return refusal(request, credentials=credentials) if locked_out(request) else None
+    if locked_out(request):
+        return refusal(request, credentials=credentials)
+    name = str(credentials.get(USERNAME_FIELD) or "")
+    metrics.SIGNIN_REFUSALS.labels(reason=metrics.WRONG_CREDENTIALS, credential=_credential_kind(name)).inc()
+    return None
 
 
 # --- one log line per failed sign-in, on every surface ---------------------------------------------
@@ -193,3 +199,9 @@ def log_failed_sign_in(sender, credentials: dict, request: HttpRequest | None = 
     name = str(credentials.get(USERNAME_FIELD) or "")[:MAX_LOGGED_NAME]
     log.info("sign-in as %r from %s failed at %s: wrong user name or password", name, client_address(request),
              request.path)
+    metrics.SIGNIN_REFUSALS.labels(reason=metrics.WRONG_CREDENTIALS, credential=_credential_kind(name)).inc()
+
+
+def _credential_kind(name: str) -> str:
+    """The metrics' credential label: a token's stand-in name, or a user's."""
+    return "token" if name.startswith(TOKEN_IDENTITY_PREFIX) else "password"

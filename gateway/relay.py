@@ -58,8 +58,9 @@ class Relay:
     """One connection's pair of ends."""
 
     def __init__(self, connection_id: str, on_end: Callable[[RelayResult], None] | None = None,
-                 max_pending: int = MAX_PENDING_BYTES) -> None:
+                 max_pending: int = MAX_PENDING_BYTES, transport: str = "") -> None:
         self.connection_id = connection_id
+        self.transport = transport  # how the client came (a label for the metrics; the relay ignores it)
         self._on_end = on_end
         self._max_pending = max_pending
         self._ends: dict[Side, RelayEnd | None] = {Side.CLIENT: None, Side.HOST: None}
@@ -74,6 +75,10 @@ class Relay:
     @property
     def is_ended(self) -> bool:
         return self.result is not None
+
+    @property
+    def is_paired(self) -> bool:
+        return self.paired.is_set()
 
     async def attach(self, side: Side, end: RelayEnd) -> None:
         """Wire ``end`` in as ``side``, after flushing what arrived for it meanwhile, in order."""
@@ -149,7 +154,12 @@ class Rendezvous:
     def __len__(self) -> int:
         return len(self._relays)
 
-    def open(self, connection_id: str, on_end: Callable[[RelayResult], None] | None = None) -> Relay:
+    def relays(self) -> list[Relay]:
+        """The open relays (a copy: safe to read from another thread, e.g. a metrics scrape)."""
+        return list(self._relays.values())
+
+    def open(self, connection_id: str, on_end: Callable[[RelayResult], None] | None = None,
+             transport: str = "") -> Relay:
         if connection_id in self._relays:
             raise RelayError(f"connection {connection_id} is already open here")
 
@@ -158,7 +168,7 @@ class Rendezvous:
             if on_end is not None:
                 on_end(result)
 
-        relay = Relay(connection_id, on_end=forget)
+        relay = Relay(connection_id, on_end=forget, transport=transport)
         self._relays[connection_id] = relay
         return relay
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from broker import verdicts
+from core import metrics
 from gateway import httpupgrade, memory, records
 from gateway.httpupgrade import HttpError
 from gateway.preauth import PreAuthGuard
@@ -66,6 +67,7 @@ class GatewayServer:
     def __init__(self, config: GatewayConfig, rendezvous: Rendezvous, ssl_context: ssl.SSLContext | None) -> None:
         self.config = config
         self.rendezvous = rendezvous
+        metrics.relay_traffic.watch(rendezvous.relays)  # read at scrape time, never per frame
         self.ssl_context = ssl_context
         self.legacy_pairs = rdg_legacy.LegacyPairs()
         self._server: asyncio.AbstractServer | None = None

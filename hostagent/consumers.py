@@ -24,6 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from broker import hostcertificates
 from broker.hostbus import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
+from core import metrics
 from hostagent import health
 from hostagent.models import HostChannel
 from wire import hostchannel
@@ -81,6 +82,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.last_sessions: Any = None
         self.group_joined_at = 0.0
         self.rdp_certificates_issued: list[float] = []
+        self.counted = False  # in wvd_host_channels_connected
         await self.accept()
         await self.send_message(hostchannel.challenge(self.nonce))
         self.auth_timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT, self._auth_timed_out)
@@ -95,6 +97,9 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         if self.auth_timer is not None:
             self.auth_timer.cancel()
         code = message.get("code")
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.HOST_CHANNELS.dec()
         if self.host_id is not None:
             await self.channel_layer.group_discard(host_group(self.host_id), self.channel_name)
             for command_id in list(self.pending):
@@ -185,10 +190,13 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         replaced: ReplacedEvent = {"type": "hostagent.replaced", "channel": self.channel_name}
         await self.channel_layer.group_send(host_group(self.host_id), replaced)
         await self.send_message(hostchannel.welcome(self.host_id, self.host_name, health.heartbeat_interval()))
+        self.counted = True
+        metrics.HOST_CHANNELS.inc()
         log.info("host %s (%s) connected from %s, agent %s", self.host_id, self.host_name, self.peer,
                  hello["agent_version"])
 
     async def on_heartbeat(self, heartbeat: hostchannel.Heartbeat) -> None:
+        arrived = time.monotonic()
         # Sessions are written only when the report changed: most heartbeats are one UPDATE.
         sync_sessions = heartbeat["sessions"] != self.last_sessions
         status = await database_sync_to_async(health.record_heartbeat)(
@@ -199,6 +207,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
             return
         self.last_sessions = heartbeat["sessions"]
         await self.send_message(hostchannel.heartbeat_ack(heartbeat["seq"]))
+        metrics.HEARTBEAT_SECONDS.observe(time.monotonic() - arrived)
         if time.monotonic() - self.group_joined_at > GROUP_REFRESH_SECONDS:
             await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
             self.group_joined_at = time.monotonic()

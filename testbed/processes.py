@@ -83,6 +83,8 @@ class ControlPlane:
         start_timeout: float = 60.0,
         grace: float = 10.0,
         web_ca_file: Path | None = None,
+        metrics: bool = False,
+        worker_pool: str = "solo",
     ):
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="wvd-e2e-"))
@@ -91,6 +93,11 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.grace = grace
         self.web_ca_file = web_ca_file  # the CA the web side's certificate chains to, when not the plane's own
+        # metrics: each process gets WVD_METRICS_LISTEN on a free port of its own (``metrics_url(name)``),
+        # the worker a PROMETHEUS_MULTIPROC_DIR in the data dir (it may run a prefork pool: ``worker_pool``).
+        self.metrics = metrics
+        self.worker_pool = worker_pool
+        self.metrics_ports: dict[str, int] = {}
         self.host = "127.0.0.1"
         self.port = 0
         self.gateway_port = 0
@@ -219,6 +226,35 @@ class ControlPlane:
         """One JSON API request (testbed.api.call) trusting the plane's CA."""
         return call(self.base_url, method, path, body, token, timeout=timeout, context=self.ssl_context())
 
+    def metrics_url(self, name: str) -> str:
+        """Where process ``name`` (``serve``, ``worker``) serves /metrics (the plane started with metrics)."""
+        return f"http://{self.host}:{self.metrics_ports[name]}/metrics"
+
+    def scrape(self, name: str, timeout: float = 10) -> str:
+        """Process ``name``'s /metrics, in Prometheus' text format."""
+        conn = http.client.HTTPConnection(self.host, self.metrics_ports[name], timeout=timeout)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise ControlPlaneError(f"GET {self.metrics_url(name)}: {response.status}")
+            return body.decode("utf-8")
+        finally:
+            conn.close()
+
+    def _process_env(self, name: str) -> dict[str, str]:
+        """The environment of process ``name``: the plane's, and its own metrics listener when asked for."""
+        if not self.metrics:
+            return self.env
+        self.metrics_ports[name] = free_port(self.host)
+        env = {**self.env, "WVD_METRICS_LISTEN": f"{self.host}:{self.metrics_ports[name]}"}
+        if name == "worker":
+            directory = self.data_dir / "metrics-worker"  # must exist before the worker imports prometheus_client
+            directory.mkdir(exist_ok=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        return env
+
     def logs(self) -> dict[str, str]:
         """Each process's output so far, by name (``serve``, ``worker``)."""
         return {name: read_log(self.log_dir / f"{name}.log") for name in self._processes}
@@ -262,7 +298,7 @@ class ControlPlane:
             process = start_logged(
                 [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--listen", f"{self.host}:{self.port}",
                  *self.serve_args],
-                log, env=self.env, cwd=REPO_ROOT,
+                log, env=self._process_env("serve"), cwd=REPO_ROOT,
             )
             self._processes["serve"] = process
             if self._wait_http(process):
@@ -289,9 +325,10 @@ class ControlPlane:
         name = f"wvd-e2e-{secrets.token_hex(4)}@%h"
         log = self.log_dir / "worker.log"
         process = start_logged(
-            [sys.executable, "-m", "celery", "-A", "wvdportal", "worker", "-l", "info", "--pool=solo",
+            [sys.executable, "-m", "celery", "-A", "wvdportal", "worker", "-l", "info", f"--pool={self.worker_pool}",
+             *(["--concurrency=2"] if self.worker_pool == "prefork" else []),
              "-n", name, "--without-gossip", "--without-mingle"],
-            log, env=self.env, cwd=REPO_ROOT,
+            log, env=self._process_env("worker"), cwd=REPO_ROOT,
         )
         self._processes["worker"] = process
         deadline = time.monotonic() + self.start_timeout

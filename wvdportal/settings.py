@@ -8,12 +8,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core.environment import (
     env_bool,
+    env_choice,
     env_data_dir,
     env_database,
     env_int,
     env_list,
     env_listen,
     env_networks,
+    env_optional_listen,
     env_redis_url,
     env_retired,
     env_secret_key,
@@ -302,16 +304,28 @@ if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
     )
 
+# --- Logs and metrics (core/logcontext.py, core/metrics.py, docs/metrics.md) ---------------------------
+# WVD_LOG_FORMAT=json: one JSON object per line, with activity_id on every line about a connection; the
+# plain format is the default. WVD_METRICS_LISTEN=host:port: `serve` and the Celery worker expose
+# /metrics on that separate listener (never on the web listener); unset: no metrics listener.
+LOG_FORMAT = env_choice("WVD_LOG_FORMAT", "plain", ("plain", "json"))
+METRICS_LISTEN = env_optional_listen("WVD_METRICS_LISTEN")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "core.logcontext.JsonFormatter"},
+    },
+    "filters": {"activity": {"()": "core.logcontext.ActivityFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["activity"]}},
     "root": {"handlers": ["console"], "level": env_str("WVD_LOG_LEVEL", "INFO").upper() or "INFO"},
     # axes logs each failure with the user name and address masked; core.throttle logs each one once, unmasked
     # (no password, no token).
     "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "ERROR"}},
 }
+# The Celery worker keeps its own log format unless JSON is asked for: then it logs through LOGGING too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 
 # --- Certificate authority and tickets (core/ca.py, core/tickets.py) ---------------------------------
 # Lifetimes in days; a leaf never outlives the root. Renewal starts CERTIFICATE_RENEWAL_WINDOW before

@@ -17,6 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from broker.hostcertificates import HostAuthenticationRefused, authenticate_host
+from core import logcontext
 from core.tickets import TicketRefused, verify_host_ticket
 from gateway import httpupgrade, records
 from gateway.httpupgrade import HttpError, RequestHead
@@ -90,6 +91,7 @@ async def serve(server: GatewayServer, stream: ClientStream, head: RequestHead) 
     activity_id = relaylink.activity_from_path(head.path)
     if head.method != "GET" or activity_id is None:
         raise HttpError(404, f"not found; agents dial {relaylink.PATH_PREFIX}<activity id>/")
+    logcontext.set_activity(activity_id)  # this task's lines concern that connection (core/logcontext.py)
     if relaylink.UPGRADE_TOKEN not in httpupgrade.upgrade_tokens(head):
         raise HttpError(426, f"the agent link is an upgrade to {relaylink.UPGRADE_TOKEN}")
     sock = stream.writer.get_extra_info("socket")

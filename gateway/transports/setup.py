@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from broker import verdicts
+from core import logcontext, metrics
 from gateway import records
 from gateway.relay import Relay, RelayEnd, RelayError, RelayResult, Side
 from gateway.transports.stream import ClientStream
@@ -79,6 +80,8 @@ class ClientSetup:
         finally:
             for stream in self.streams:
                 stream.authenticating = False
+        # From here on this client's lines concern its connection (core/logcontext.py).
+        logcontext.set_activity(outcome.activity_id)
         if isinstance(outcome, records.Refusal):
             log.info("refused ticket from %s: %s (%s)", self.client_address, outcome.code, outcome.activity_id or "-")
             return outcome
@@ -91,7 +94,8 @@ class ClientSetup:
         client sends from now on wait there (bounded) for the host."""
         admission = self._admitted()
         try:
-            relay = self.server.rendezvous.open(admission.activity_id, on_end=self._relay_ended)
+            relay = self.server.rendezvous.open(admission.activity_id, on_end=self._relay_ended,
+                                                transport=self.transport)
         except RelayError:  # the same ticket's connection is already open on this instance
             code = records.ErrorCode.ConnectionFailedClientProtocolError
             message = "This connection is already open."
@@ -160,6 +164,8 @@ class ClientSetup:
                 next_ping = loop.time() + PING_INTERVAL
 
     def _relay_ended(self, result: RelayResult) -> None:
+        if self.relay is not None:
+            metrics.relay_traffic.ended(self.relay)
         admission = self.admission
         if admission is not None and result.ended_by is Side.CLIENT and not self.paired:
             # The client left before the host arrived: that connection failed (and frees its host slot)

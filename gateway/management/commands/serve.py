@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from broker.gateways import register_instance, touch_instance
-from core import ca
+from core import ca, metrics
 from core.environment import gateway_addresses, parse_listen, web_origins
 from gateway.periodic import run_beat_schedule
 from gateway.relay import Rendezvous
@@ -71,6 +71,8 @@ class Command(BaseCommand):
             if not settings.REDIS_URL:
                 loop.create_task(run_beat_schedule())
 
+        if settings.METRICS_LISTEN is not None:
+            self.start_metrics(settings.METRICS_LISTEN, (host, port), None if no_gateway else (gw_host, gw_port))
         web_tls = settings.WEB_TLS and not web_plain
         try:
             ca.ensure_ca()
@@ -102,6 +104,18 @@ class Command(BaseCommand):
                 ping_timeout=30,
                 ready_callable=started,
             ).run()
+
+    def start_metrics(self, listen: tuple[str, int], web: tuple[str, int], gateway: tuple[str, int] | None) -> None:
+        """/metrics on its own listener (WVD_METRICS_LISTEN): never on the public web or gateway one."""
+        if listen in (web, gateway):
+            raise CommandError(f"WVD_METRICS_LISTEN={listen[0]}:{listen[1]} is also the web or RD Gateway "
+                               "listener; metrics need an address of their own")
+        try:
+            metrics.serve_metrics(listen, "serve")
+        except OSError as exc:
+            raise CommandError(f"WVD_METRICS_LISTEN: cannot listen on {listen[0]}:{listen[1]}: "
+                               f"{exc.strerror or exc}") from None
+        self.stdout.write(f"Metrics on http://{listen[0]}:{listen[1]}/metrics")
 
     def web_credentials(self, directory: Path) -> tuple[Path, Path, Path | None]:
         try:
