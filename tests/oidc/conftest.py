@@ -22,7 +22,7 @@ from core import oidc
 from testbed.oidc import OidcProvider
 
 CLIENT_ID = "wvd-control-plane"
-CLIENT_SECRET = "client-secret-" + secrets.token_hex(8)
+CLIENT_SECRET = "client-secret-" + secrets.token_hex(16)
 PASSWORD = "provider-horse-battery"
 CALLBACK = "https://testserver/accounts/oidc/callback/"
 _serial = itertools.count(1)
