@@ -6,25 +6,19 @@ Skipped, with the reason, where /usr/bin/chromium, certutil or the playwright pa
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from testbed.processes import ControlPlane
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _missing, trusting_home
 from tests.oidc.conftest import CLIENT_ID, CLIENT_SECRET, CALLBACK, PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
-WAIT_MS = 30_000  # an upper bound for a loaded 2-core machine, not a speed assertion
 SEED = """
 from django.contrib.auth.models import Group
 from broker.models import HostPool
@@ -35,18 +29,6 @@ sales = ApplicationGroup.objects.create(name="dag-sales", friendly_name="Sales d
                                        host_pool=pool, workspace=workspace)
 Assignment.objects.create(application_group=sales, group=Group.objects.get(name="sales"))
 """
-
-
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing: apt-get install -y chromium"
-    if shutil.which("certutil") is None:
-        return "certutil is missing: apt-get install -y libnss3-tools"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing: pip install -r requirements.txt (never `playwright install`)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +53,14 @@ def plane(oidc_provider, tmp_path_factory) -> Iterator[ControlPlane]:
         control_plane.stop()
 
 
-def trusting_home(home: Path, *ca_files: Path) -> dict[str, str]:
-    """A HOME whose NSS database (Chromium's certificate store) trusts these CAs to identify web servers."""
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True,
-                   timeout=60)
-    for number, ca_file in enumerate(ca_files):
-        subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", f"test CA {number}", "-t", "C,,", "-i",
-                        str(ca_file)], check=True, capture_output=True, timeout=60)
-    return {**os.environ, "HOME": str(home)}
-
-
 @pytest.fixture(scope="module")
 def chromium(plane, oidc_provider, tmp_path_factory) -> Iterator:
     from playwright.sync_api import sync_playwright
 
-    env = trusting_home(tmp_path_factory.mktemp("chromium-home"), plane.ca_file, oidc_provider.ca_file)
+    home = tmp_path_factory.mktemp("chromium-home")
+    env = trusting_home(plane, home)  # the plane's CA, as the other browser tests; then the provider's
+    subprocess.run(["certutil", "-A", "-d", f"sql:{home / '.pki' / 'nssdb'}", "-n", "test OIDC provider CA", "-t", "C,,",
+                    "-i", str(oidc_provider.ca_file)], check=True, capture_output=True, timeout=60)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
                                              env=env)
