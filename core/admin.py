@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
+from core.models import ApiToken, Certificate, OidcAccount, OidcGroup, RevokedTicket, UserAccessChange
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,36 @@ class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=jti"]
     ordering = ["-revoked_at", "-id"]
     date_hierarchy = "revoked_at"
+
+
+@admin.register(OidcAccount)
+class OidcAccountAdmin(admin.ModelAdmin):
+    """Users who sign in through the OIDC provider (core/oidc.py), by the provider's issuer and subject:
+    created at their first sign-in, never added or edited by hand; deletable, since deleting a user deletes
+    theirs (and deleting only this makes their next sign-in a new account)."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    list_display = ["user", "subject", "issuer", "signed_in_at"]
+    list_filter = ["signed_in_at", "user__is_active"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "subject", "issuer"]
+
+
+@admin.register(OidcGroup)
+class OidcGroupAdmin(admin.ModelAdmin):
+    """Groups whose membership the OIDC provider's groups claim sets (core/oidc.py). Adding one hands a group
+    to the provider (as ``manage.py oidc_groups add --adopt``); deleting one gives it back (its members stay)."""
+
+    list_display = ["group", "created_at"]
+    list_filter = ["created_at"]
+    list_select_related = ["group"]
+    search_fields = ["group__name"]
+    fields = ["group"]
 
 
 @admin.register(UserAccessChange)
