@@ -5,6 +5,9 @@ gateway refuse a ticket issued before; every failure is a clear page and a log l
 from __future__ import annotations
 
 import logging
+import socket
+import time
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -247,3 +250,40 @@ def test_a_deactivated_user_is_not_signed_in(configured, oidc_provider, provider
 
     assert response.status_code == 403 and "disabled" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_a_provider_that_accepts_but_never_answers_is_given_up_on_after_the_timeout(configured):
+    with socket.socket() as silent:  # connections queue in the backlog and are never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        configured.OIDC = {**configured.OIDC, "ISSUER": f"https://127.0.0.1:{silent.getsockname()[1]}/o",
+                           "TIMEOUT": 1}
+
+        response = Client().get("/accounts/oidc/start/", secure=True)
+
+    # Without the timeout this would hang until pytest-timeout fails it.
+    assert response.status_code == 503 and "could not be reached" in response.content.decode()
+
+
+def test_a_token_endpoint_that_is_down_after_the_provider_sent_the_user_back_is_said_so(
+        configured, oidc_provider, provider_user):
+    name = provider_user("judy")
+    client = Client()
+    url = authorize(client, oidc_provider, name)
+    found = oidc.provider()
+    # The provider went down between the redirect and the code exchange: its token endpoint no longer answers.
+    oidc._providers[found.issuer] = (time.monotonic(),
+                                     replace(found, token_endpoint=f"https://127.0.0.1:{free_port()}/o/token/"))
+
+    response = client.get(callback_path(url), secure=True)
+
+    assert response.status_code == 503 and "could not be reached" in response.content.decode()
+    assert not get_user_model().objects.filter(username=name).exists()
+
+
+def test_the_next_page_after_sign_in_stays_on_this_site(configured, oidc_provider, provider_user):
+    name = provider_user("kim")
+
+    response = sign_in(Client(), oidc_provider, name, next_path="https://evil.example.org/")
+
+    assert response.status_code == 302 and response["Location"] == "/"
