@@ -33,6 +33,7 @@ import requests
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -164,7 +165,9 @@ def _fetch_json(url: str, config: dict, what: str) -> dict:
 def _describe(exc: Exception) -> str:
     """One line for a requests failure: its kind and the innermost reason."""
     reason = exc
-    while reason.__context__ is not None and reason.__context__ is not reason:
+    for _ in range(10):  # urllib3 wraps the socket's error a few times
+        if reason.__context__ is None:
+            break
         reason = reason.__context__
     return f"{type(exc).__name__}: {reason}"[:300]
 
@@ -285,6 +288,10 @@ class OidcBackend(OIDCAuthenticationBackend):
 
     def authenticate(self, request, **credentials):
         return None
+
+    def get_user(self, user_id):
+        """Django's rule, not mozilla-django-oidc's: a deactivated user's session signs nobody in."""
+        return ModelBackend.get_user(self, user_id)
 
     def sign_in(self, request: HttpRequest, code: str, nonce: str, code_verifier: str | None):
         """Exchange the code for tokens, verify the ID token and return the user it names (created or

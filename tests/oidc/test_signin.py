@@ -287,3 +287,16 @@ def test_the_next_page_after_sign_in_stays_on_this_site(configured, oidc_provide
     response = sign_in(Client(), oidc_provider, name, next_path="https://evil.example.org/")
 
     assert response.status_code == 302 and response["Location"] == "/"
+
+
+def test_deactivating_a_signed_in_provider_user_ends_their_session(configured, oidc_provider, provider_user):
+    name = provider_user("leo")
+    client = Client()
+    sign_in(client, oidc_provider, name)
+    assert client.get("/", secure=True).status_code == 200
+
+    user = user_named(name)
+    user.is_active = False
+    user.save()
+
+    assert client.get("/", secure=True).status_code == 302  # to the login page
