@@ -92,7 +92,8 @@ WRONG_CREDENTIALS = "wrong_credentials"  # a failed password, counted by the thr
 
 SIGNIN_REFUSALS = Counter(
     "wvd_signin_refusals", "Sign-ins refused: a wrong user name or password, or a pair the throttle locked "
-    "out (the 429); credential is password or token (registration tokens, API tokens).",
+    "out (the 429); credential is password or token (registration tokens, API tokens), or oidc (core/oidc.py: "
+    "reason is what went wrong at the provider).",
     ["reason", "credential"],
 )
 

@@ -44,6 +44,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
+from core import metrics
 from core.clientaddress import client_address
 from core.models import OidcAccount, OidcGroup
 
@@ -69,34 +70,40 @@ USERNAME_LENGTH = 150
 class OidcError(Exception):
     """A sign-in that did not happen: ``message`` is what the user reads, ``str()`` what the log says."""
 
+    reason = "oidc_failed"  # wvd_signin_refusals_total{credential="oidc"}
     status = 400
     message = "Signing in with your organisation's account did not work. Start again from the sign-in page."
 
 
 class ProviderUnavailable(OidcError):
+    reason = "provider_unavailable"
     status = 503
     message = ("The identity provider that checks your account could not be reached, so you cannot sign in "
                "with it right now. Try again in a few minutes; if it keeps happening, tell your administrator.")
 
 
 class ProviderRefused(OidcError):
+    reason = "provider_refused"
     status = 403
     message = "The identity provider did not sign you in. If you think it should have, tell your administrator."
 
 
 class InvalidAnswer(OidcError):
+    reason = "invalid_answer"
     status = 403
     message = ("The identity provider's answer could not be verified, so you were not signed in. Start again "
                "from the sign-in page; if it keeps happening, tell your administrator.")
 
 
 class StaleSignIn(OidcError):
+    reason = "stale_sign_in"
     status = 400
     message = ("This sign-in was started in another window, has expired or was already used. Start again from "
                "the sign-in page.")
 
 
 class AccountDisabled(OidcError):
+    reason = "account_disabled"
     status = 403
     message = "Your account is disabled here. Ask your administrator to enable it."
 
@@ -500,6 +507,7 @@ def set_provider_groups(user, names: list[str]) -> None:
 def error_page(request: HttpRequest, error: OidcError) -> HttpResponse:
     log.warning("OIDC sign-in from %s failed (%s): %s", client_address(request),
                 type(error).__name__, error)
+    metrics.SIGNIN_REFUSALS.labels(reason=error.reason, credential="oidc").inc()
     context = {"message": error.message, "provider_name": (settings.OIDC or {}).get("PROVIDER_NAME", "")}
     return render(request, "registration/oidc_error.html", context, status=error.status)
 

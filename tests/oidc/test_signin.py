@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from broker.models import GatewayInstance
 from core import oidc
@@ -172,9 +173,14 @@ def test_a_callback_with_a_state_this_session_did_not_start_is_refused(configure
     client = Client()
     client.get("/accounts/oidc/start/", secure=True)
 
+    refusals = REGISTRY.get_sample_value("wvd_signin_refusals_total",
+                                         {"reason": "stale_sign_in", "credential": "oidc"}) or 0
+
     with caplog.at_level(logging.WARNING, logger="core.oidc"):
         response = client.get(callback_path(url), secure=True)
 
+    assert REGISTRY.get_sample_value("wvd_signin_refusals_total",
+                                     {"reason": "stale_sign_in", "credential": "oidc"}) == refusals + 1
     assert response.status_code == 400
     assert "expired or was already used" in response.content.decode()
     assert "StaleSignIn" in caplog.text
