@@ -149,11 +149,13 @@ def _local_path(word: str) -> str:
 # --- private PostgreSQL and Redis ----------------------------------------------------------------------
 
 class PrivatePostgres:
-    """A PostgreSQL server of our own in ``directory`` on a free loopback port (trust auth, user postgres)."""
+    """A PostgreSQL server of our own on a free loopback port (trust auth, user postgres), in a fresh directory
+    of its own under the system's temp dir (as root it runs as ``postgres``, which must reach that directory;
+    ``remove()`` deletes it). Its log is ``directory/postgres.log``."""
 
-    def __init__(self, directory: Path, log: Path) -> None:
-        self.directory = directory
-        self.log = log
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="wvd-cluster-pg-"))
+        self.log = self.directory / "postgres.log"
         self.port = 0
         # PostgreSQL refuses to run as root: then it runs as the system's postgres user.
         self.run_as = "postgres" if os.geteuid() == 0 else ""
@@ -172,14 +174,11 @@ class PrivatePostgres:
         return completed
 
     def create(self) -> None:
-        self.directory.mkdir(parents=True)
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.touch()
         if self.run_as:
             account = pwd.getpwnam(self.run_as)
             for path in (self.directory, self.log):
                 os.chown(path, account.pw_uid, account.pw_gid)
-            self.directory.parent.chmod(0o755)  # the postgres user must reach its directory
         self._run(str(POSTGRES_BIN / "initdb"), "-D", str(self.directory / "data"), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--no-sync")
         self.port = free_port()
@@ -204,6 +203,10 @@ class PrivatePostgres:
             return int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return 0
+
+    def remove(self) -> None:
+        """Delete the server's directory (stop it first)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class PrivateRedis:
@@ -274,6 +277,23 @@ class Instance(Process):
     index: int = 0
     web_port: int = 0
     gateway_port: int = 0
+    log_offset: int = 0  # where this run's output starts in the log (a restart appends to it)
+
+    def this_run(self) -> str:
+        """This run's output (since the last start)."""
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def holds_channel(self, host_name: str) -> bool:
+        """Whether this running instance holds ``host_name``'s host channel (hostagent/consumers.py logs each
+        channel's connect and disconnect)."""
+        text = self.this_run()
+        return self.alive and (text.count(f"({host_name}) connected from")
+                               > text.count(f"({host_name}) disconnected from"))
 
     @property
     def instance_name(self) -> str:
@@ -284,6 +304,15 @@ class Instance(Process):
         """This instance's own web listener (plain HTTP, as behind the proxy; requests from loopback count as
         the proxy's). Clients and agents use the cluster's ``base_url`` instead."""
         return f"http://{LOOPBACK}:{self.web_port}"
+
+
+@dataclass(frozen=True)
+class Desktop:
+    """A published desktop (``Cluster.publish_desktop``): its pool, its group and the registration token."""
+
+    pool_id: int
+    group_id: int
+    registration_token: str
 
 
 @dataclass
@@ -314,7 +343,7 @@ class Cluster:
         self.grace = grace
         self.data_dir = self.work_dir / "data"
         self.log_dir = self.work_dir / "logs"
-        self.postgres = PrivatePostgres(self.work_dir / "postgres", self.log_dir / "postgres.log")
+        self.postgres = PrivatePostgres()
         self.redis = PrivateRedis(self.work_dir / "redis", self.log_dir / "redis.log")
         self.instances = [Instance(f"serve-gw{i}", self.log_dir / f"serve-gw{i}.log", index=i)
                           for i in range(1, instances + 1)]
@@ -385,6 +414,7 @@ class Cluster:
         try:
             self.postgres.stop()
         finally:
+            self.postgres.remove()
             if self._own_work_dir:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -400,6 +430,7 @@ class Cluster:
                "WVD_WEB_LISTEN": f"{LOOPBACK}:{instance.web_port}",
                "WVD_GATEWAY_LISTEN": f"{LOOPBACK}:{instance.gateway_port}"}
         argv, env = Unit.read("wvd-serve@.service").command(env, instance.instance_name)
+        instance.log_offset = instance.log.stat().st_size if instance.log.exists() else 0
         instance.process = start_logged(argv, instance.log, env=env, cwd=REPO_ROOT)
         _wait(lambda: is_listening(instance.gateway_port) and _answers(instance.web_port), self.start_timeout,
               instance.process, instance.name, instance.log)
@@ -494,6 +525,26 @@ class Cluster:
             self.create_user("cluster-admin", password, superuser=True)
             self._admin_token = self.sign_in("cluster-admin", password)
         return self._admin_token
+
+    def channel_instance(self, host_name: str) -> int | None:
+        """The index of the running instance holding ``host_name``'s host channel, None when none does."""
+        holders = [instance.index for instance in self.instances if instance.holds_channel(host_name)]
+        return holders[0] if len(holders) == 1 else None
+
+    def publish_desktop(self, name: str, user_ids: Sequence[int], max_sessions: int = 100) -> Desktop:
+        """As an admin through the API: a workspace, a pooled host pool (breadth-first), its desktop group
+        assigned to ``user_ids`` (from ``create_user``) and the pool's registration token for ``start_agent``."""
+        workspace = self.api("POST", "/api/v1/workspaces/", {"name": name, "friendly_name": name.title()})
+        pool = self.api("POST", "/api/v1/hostpools/", {"name": f"{name}-pool", "pool_type": "pooled",
+                                                      "load_balancer": "breadth_first",
+                                                      "max_session_limit": max_sessions})
+        group = self.api("POST", "/api/v1/applicationgroups/", {
+            "name": f"{name}-desktops", "group_type": "desktop", "host_pool": pool["id"],
+            "workspace": workspace["id"]})
+        for user_id in user_ids:
+            self.api("POST", "/api/v1/assignments/", {"application_group": group["id"], "user": user_id})
+        token = self.api("POST", f"/api/v1/hostpools/{pool['id']}/registration-token/", {})["token"]
+        return Desktop(pool_id=pool["id"], group_id=group["id"], registration_token=token)
 
     def start_agent(self, host_name: str, registration_token: str, rdp_target: str,
                     args: Sequence[str] = ()) -> Agent:
@@ -633,5 +684,5 @@ def _wait(condition: Callable[[], bool], timeout: float, process: subprocess.Pop
         time.sleep(0.1)
 
 
-__all__ = ["FAST_ENV", "UNITS_DIR", "Agent", "Cluster", "ClusterError", "Instance", "PrivatePostgres",
+__all__ = ["FAST_ENV", "UNITS_DIR", "Agent", "Cluster", "ClusterError", "Desktop", "Instance", "PrivatePostgres",
            "PrivateRedis", "Process", "Unit", "nginx_config"]
