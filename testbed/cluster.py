@@ -55,6 +55,9 @@ from testbed.ports import free_port, is_listening
 from testbed.processes import REPO_ROOT, ControlPlaneError, run_manage
 
 UNITS_DIR = REPO_ROOT / "docs" / "deploy" / "systemd"
+# One unit per process kind; the harness starts each of its processes from one of these.
+SERVE_UNIT, WORKER_UNIT, BEAT_UNIT = "wvd-serve@.service", "wvd-worker.service", "wvd-beat.service"
+UNIT_FILES = (SERVE_UNIT, WORKER_UNIT, BEAT_UNIT)
 # Where the units expect the release (docs/deploy.md): the harness runs this checkout and its interpreter.
 INSTALL_DIR = "/opt/wvd"
 INSTALL_PYTHON = f"{INSTALL_DIR}/.venv/bin/python"
@@ -429,7 +432,7 @@ class Cluster:
         env = {**self.env,
                "WVD_WEB_LISTEN": f"{LOOPBACK}:{instance.web_port}",
                "WVD_GATEWAY_LISTEN": f"{LOOPBACK}:{instance.gateway_port}"}
-        argv, env = Unit.read("wvd-serve@.service").command(env, instance.instance_name)
+        argv, env = Unit.read(SERVE_UNIT).command(env, instance.instance_name)
         instance.log_offset = instance.log.stat().st_size if instance.log.exists() else 0
         instance.process = start_logged(argv, instance.log, env=env, cwd=REPO_ROOT)
         _wait(lambda: is_listening(instance.gateway_port) and _answers(instance.web_port), self.start_timeout,
@@ -450,7 +453,7 @@ class Cluster:
 
     # --- Celery ----------------------------------------------------------------------------------------
     def start_worker(self) -> None:
-        argv, env = Unit.read("wvd-worker.service").command(self.env)
+        argv, env = Unit.read(WORKER_UNIT).command(self.env)
         self.worker.process = start_logged(argv, self.worker.log, env=env, cwd=REPO_ROOT)
         seen = len(self.worker.text())
         # Celery prints "<name> ready." once it consumes from the broker.
@@ -466,7 +469,7 @@ class Cluster:
     def start_beat(self) -> None:
         state = self.work_dir / "beat-state"
         state.mkdir(exist_ok=True)
-        argv, env = Unit.read("wvd-beat.service").command({**self.env, "STATE_DIRECTORY": str(state)})
+        argv, env = Unit.read(BEAT_UNIT).command({**self.env, "STATE_DIRECTORY": str(state)})
         self.beat.process = start_logged(argv, self.beat.log, env=env, cwd=REPO_ROOT)
         seen = len(self.beat.text())
         _wait(lambda: "beat: Starting" in self.beat.text()[seen:], self.start_timeout, self.beat.process, "beat",
@@ -684,5 +687,5 @@ def _wait(condition: Callable[[], bool], timeout: float, process: subprocess.Pop
         time.sleep(0.1)
 
 
-__all__ = ["FAST_ENV", "UNITS_DIR", "Agent", "Cluster", "ClusterError", "Desktop", "Instance", "PrivatePostgres",
+__all__ = ["FAST_ENV", "UNITS_DIR", "UNIT_FILES", "Agent", "Cluster", "ClusterError", "Desktop", "Instance", "PrivatePostgres",
            "PrivateRedis", "Process", "Unit", "nginx_config"]
