@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from broker.choices import ConnectionState, EndReason
 from broker.gateways import sweep_lost_instances, touch_instance
-from broker.models import Connection, GatewayInstance, HostPool, SessionHost
+from broker.models import Connection, GatewayInstance, SessionHost
 from broker.tasks import sweep_lost_gateway_instances
 from wire.errors import ERRORS, ErrorCode
 
@@ -21,8 +21,8 @@ LOST = ErrorCode.ConnectionBrokenGatewayInstanceLost
 
 
 @pytest.fixture
-def pool(db):
-    return HostPool.objects.create(name="pool-g", max_session_limit=5)
+def pool(pooled_pool):
+    return pooled_pool  # tests/conftest.py's
 
 
 @pytest.fixture
