@@ -14,6 +14,8 @@ import os
 import secrets
 import shutil
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,9 +130,7 @@ def download_rdp(cluster: Cluster, user_token: str) -> RdpFile:
 
 
 def get_bytes(cluster: Cluster, path: str, token: str) -> tuple[int, dict, bytes]:
-    import urllib.error
-    import urllib.request
-
+    """GET ``path`` through the proxy with a bearer token: (status, headers, body)."""
     request = urllib.request.Request(cluster.base_url + path, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=30, context=cluster.ssl_context()) as response:
