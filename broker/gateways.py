@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance
@@ -40,8 +41,15 @@ def sweep_lost_instances(now: datetime | None = None) -> dict[str, int]:
     the instance and when it was last seen. Returns ``{instance name: connections ended}`` for the instances
     whose connections ended now; an instance already swept has none left open, so a later run is quiet.
     The row stays (the records keep pointing at it); the instance refreshes it when it comes back.
+
+    "Not seen" is measured from the freshest instance's row, not only from now: when the database was away,
+    every row is late together and no instance is taken for lost; once the others refresh theirs, one that
+    stays behind is.
     """
-    cutoff = (now or timezone.now()) - settings.GATEWAY_INSTANCE_LOST_AFTER
+    freshest = GatewayInstance.objects.aggregate(seen=Max("last_seen_at"))["seen"]
+    if freshest is None:
+        return {}
+    cutoff = min(now or timezone.now(), freshest) - settings.GATEWAY_INSTANCE_LOST_AFTER
     ended: dict[str, int] = {}
     lost = GatewayInstance.objects.filter(last_seen_at__lt=cutoff, connections__ended_at__isnull=True).distinct()
     for instance in lost:

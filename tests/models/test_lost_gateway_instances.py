@@ -57,6 +57,7 @@ def test_lost_after_is_the_configured_multiple_of_the_heartbeat():
 
 def test_a_lost_instance_s_open_connections_fail_with_a_documented_code(member, pool, host):
     dead = instance("gw-dead", lost_after() + timedelta(seconds=5))
+    instance("gw-alive", timedelta(0))
     live = relaying(member, pool, host, dead)
     waiting = Connection.objects.admit(user=member, host_pool=pool, gateway_instance=dead)
 
@@ -79,6 +80,7 @@ def test_a_live_instance_keeps_its_connections(member, pool, host):
 
 def test_an_instance_that_refreshed_its_row_is_no_longer_lost(member, pool, host):
     late = instance("gw-late", lost_after() + timedelta(seconds=5))
+    instance("gw-alive", timedelta(0))
     live = relaying(member, pool, host, late)
     touch_instance("gw-late")
 
@@ -88,6 +90,7 @@ def test_an_instance_that_refreshed_its_row_is_no_longer_lost(member, pool, host
 
 def test_ended_connections_keep_their_end_and_a_second_sweep_is_quiet(member, pool, host):
     dead = instance("gw-gone", lost_after() * 2)
+    instance("gw-alive", timedelta(0))
     finished = relaying(member, pool, host, dead)
     Connection.objects.filter(pk=finished.pk).finish(EndReason.CLIENT_CLOSED, 10, 20)
     open_one = relaying(member, pool, host, dead)
@@ -107,6 +110,20 @@ def test_only_the_lost_instance_is_swept(member, pool, host):
 
     assert one(on_dead).state == ConnectionState.FAILED
     assert one(on_survivor).state == ConnectionState.CONNECTED
+
+
+def test_rows_late_together_are_a_database_outage_not_lost_instances(member, pool, host):
+    # Every instance missed its refreshes by the same margin: the database was away, not the instances.
+    first = instance("gw-1", lost_after() * 3)
+    second = instance("gw-2", lost_after() * 3 - timedelta(seconds=1))
+    on_first, on_second = relaying(member, pool, host, first), relaying(member, pool, host, second)
+
+    assert sweep_lost_instances() == {}
+
+    # Once one refreshes its row, the one that stays behind is lost.
+    touch_instance("gw-2")
+    assert sweep_lost_instances() == {"gw-1": 1}
+    assert one(on_first).error_code == LOST and one(on_second).ended_at is None
 
 
 def test_the_sweep_is_on_the_beat_schedule_once_per_heartbeat():
