@@ -422,3 +422,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
     },
 }
+
+# --- Lost gateway instances (broker.gateways.sweep_lost_instances) ------------------------------------
+# An instance whose row was not refreshed for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats
+# (WVD_GATEWAY_INSTANCE_HEARTBEAT), counted from the freshest instance's row, is taken for dead: beat (or
+# the embedded default's in-process timers) ends its open connections with ConnectionBrokenGatewayInstanceLost,
+# checking once per heartbeat.
+GATEWAY_INSTANCE_MISSED_HEARTBEATS = env_int("WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS", 3, minimum=2, maximum=100)
+GATEWAY_INSTANCE_LOST_AFTER = timedelta(seconds=GATEWAY_INSTANCE_HEARTBEAT * GATEWAY_INSTANCE_MISSED_HEARTBEATS)
+CELERY_BEAT_SCHEDULE["broker-sweep-lost-gateway-instances"] = {
+    "task": "broker.tasks.sweep_lost_gateway_instances",
+    "schedule": timedelta(seconds=GATEWAY_INSTANCE_HEARTBEAT),
+}
