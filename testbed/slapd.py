@@ -192,7 +192,15 @@ class Slapd:
 
     def remove_member(self, cn: str, uid: str, *, kind: str = "groupOfNames") -> None:
         attribute, value = self._membership(uid, kind)
-        self._modify(lambda c: c.modify_s(group_dn(cn), [(ldap.MOD_DELETE, attribute, [value])]))
+
+        def remove(connection) -> None:
+            [(_, entry)] = connection.search_s(group_dn(cn), ldap.SCOPE_BASE, attrlist=[attribute])
+            left = [member for member in entry.get(attribute, []) if member.lower() != value.lower()]
+            if not left and kind != "posixGroup":  # the class requires a member: the placeholder, as add_group
+                left = [MANAGER_DN.encode()]
+            connection.modify_s(group_dn(cn), [(ldap.MOD_REPLACE, attribute, left or None)])
+
+        self._modify(remove)
 
     def add_member(self, cn: str, uid: str, *, kind: str = "groupOfNames") -> None:
         attribute, value = self._membership(uid, kind)
