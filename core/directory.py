@@ -48,6 +48,14 @@ GROUP_FILTER = "(|" + "".join(f"(objectClass={name})" for name in GROUP_CLASSES)
 USER_ATTRIBUTES = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
 # The attribute on the request that marks a sign-in the directory could not answer.
 REQUEST_FLAG = "wvd_directory_error"
+# django-auth-ldap's names for where a directory call failed, in words for the log.
+ERROR_CONTEXTS = {
+    "authenticate": "checking the password",
+    "search_for_user_dn": "looking up the user",
+    "populate_user": "reading the user",
+    "mirror_groups": "reading the user's groups",
+    "get_group_permissions": "reading the user's groups",
+}
 
 
 class DirectoryGroupType(LDAPGroupType):
@@ -136,7 +144,7 @@ def _note_error(sender, context: str, user, request, exception: Exception, **kwa
     """Receives django-auth-ldap's ldap_error: the directory failed (not a wrong password, which is no error)."""
     reason = describe(exception)
     log.warning("directory %s failed while %s: %s", settings.DIRECTORY["URI"] if settings.DIRECTORY else "?",
-                context.replace("_", " "), reason)
+                ERROR_CONTEXTS.get(context, context), reason)
     if request is not None:
         setattr(getattr(request, "_request", request), REQUEST_FLAG, reason)
     collected = _errors.get()
@@ -177,7 +185,7 @@ class SyncResult:
 def _probe(config: dict) -> None:
     """Bind as the service account and read the user base: raises ldap.LDAPError when the directory cannot
     answer, so the sync never takes a silent directory for one that has lost everybody."""
-    connection = ldap.initialize(config["URI"].split()[0], bytes_mode=False)
+    connection = ldap.initialize(config["URI"], bytes_mode=False)  # a list of servers, as the backend's
     try:
         for option, value in connection_options(config).items():
             connection.set_option(option, value)
