@@ -12,6 +12,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from core.environment import env_directory
+from tests.settings.test_environment import clean_env  # noqa: F401 - the fixture ldap_env builds on
 from wvdportal.celery import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +26,9 @@ COMPLETE = {
 
 
 @pytest.fixture
-def ldap_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("WVD_LDAP_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
+def ldap_env(clean_env):
+    """No WVD_* variable from the environment running the tests (tests/settings' fixture)."""
+    return clean_env
 
 
 def with_env(monkeypatch, values: dict[str, str]) -> None:
