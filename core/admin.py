@@ -246,11 +246,19 @@ class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DirectoryAccount)
-class DirectoryAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DirectoryAccountAdmin(admin.ModelAdmin):
     """Users who sign in with their directory password (core/directory.py): created at their first
-    sign-in, refreshed by each sign-in and the periodic sync."""
+    sign-in, refreshed by each sign-in and the periodic sync. Never added or edited by hand; deletable,
+    since deleting a user deletes theirs."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
     list_display = ["user", "dn", "synced_at"]
+    list_filter = ["synced_at", "user__is_active"]
     list_select_related = ["user"]
     search_fields = ["user__username", "dn"]
     ordering = ["user__username"]
