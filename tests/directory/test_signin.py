@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from django.contrib.auth import get_user_model
+from prometheus_client import REGISTRY
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -167,14 +168,21 @@ def assert_unavailable_everywhere(name: str, password: str) -> None:
     assert UNAVAILABLE in response.content.decode()
 
 
+def refusals(reason: str) -> float:
+    return REGISTRY.get_sample_value("wvd_signin_refusals_total", {"reason": reason, "credential": "password"}) or 0.0
+
+
 def test_a_directory_that_is_down_is_said_so_and_local_admins_sign_in(directory, unreachable_uri, local_admin,
                                                                       caplog):
     name = directory.user("judy")
     directory.configure(URI=unreachable_uri)
+    before = refusals("directory_unavailable"), refusals("wrong_credentials")
 
     with caplog.at_level(logging.INFO):
         assert_unavailable_everywhere(name, PASSWORD)
 
+    # Counted as the directory's failure, on each of the three surfaces; not as wrong passwords.
+    assert (refusals("directory_unavailable"), refusals("wrong_credentials")) == (before[0] + 3, before[1])
     assert f"directory {unreachable_uri} failed while looking up the user: Can't contact LDAP server" in caplog.text
     assert f"sign-in as '{name}' from 127.0.0.1 failed at {TOKEN_URL}: the directory did not answer" in caplog.text
     assert "Traceback" not in caplog.text
