@@ -16,13 +16,16 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
+from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)
 
 admin.site.site_header = "WVD control plane"
 admin.site.site_title = "WVD control plane"
 admin.site.index_title = "Administration"
+# A directory that could not answer is said so, not taken for a wrong password (core/directory.py).
+admin.site.login_form = AdminSignInForm
 
 
 class ReadOnlyAdminMixin:
@@ -240,3 +243,22 @@ class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def user_name(self, change: UserAccessChange) -> str:
         user = get_user_model().objects.filter(pk=change.user_id).first()
         return user.get_username() if user is not None else "(deleted)"
+
+
+@admin.register(DirectoryAccount)
+class DirectoryAccountAdmin(admin.ModelAdmin):
+    """Users who sign in with their directory password (core/directory.py): created at their first
+    sign-in, refreshed by each sign-in and the periodic sync. Never added or edited by hand; deletable,
+    since deleting a user deletes theirs."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    list_display = ["user", "dn", "synced_at"]
+    list_filter = ["synced_at", "user__is_active"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "dn"]
+    ordering = ["user__username"]

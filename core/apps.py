@@ -32,7 +32,8 @@ class CoreConfig(AppConfig):
         # Here, not at the top (Django's convention): both modules need models, which exist once apps are
         # ready. What takes a user's access away (sign-out, password, deactivation, groups), and the sign-in
         # throttle's log of failures.
-        from core import signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
+        from core import directory, signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
 
         signals.connect()
+        directory.connect()  # tells a directory that could not answer from a wrong password
         user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")

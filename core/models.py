@@ -1,4 +1,4 @@
-"""Models shared by every app: issued certificates and API tokens."""
+"""Models shared by every app: issued certificates, API tokens, access changes, directory accounts."""
 from __future__ import annotations
 
 import secrets
@@ -143,3 +143,24 @@ class UserAccessChange(models.Model):
 
     def __str__(self) -> str:
         return f"user {self.user_id}: {self.reason} at {self.changed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DirectoryAccount(models.Model):
+    """A user who signs in with their directory password (core/directory.py): the directory owns their
+    password, name, e-mail, groups and (with WVD_LDAP_STAFF_GROUP) staff flag.
+
+    Created at the user's first directory sign-in. A local account (a user without this row) is never
+    signed in by the directory, even when a directory user has the same name. The periodic sync
+    refreshes these users oldest first (``synced_at``) and deactivates the ones the directory no longer has.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_account")
+    dn = models.CharField("distinguished name", max_length=1024)
+    synced_at = models.DateTimeField(default=timezone.now, db_index=True,
+                                     help_text="Last sign-in or sync that read this user from the directory.")
+
+    class Meta:
+        ordering = ["synced_at"]
+
+    def __str__(self) -> str:
+        return self.dn

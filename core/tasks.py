@@ -1,4 +1,4 @@
-"""Celery tasks of the control plane's core: thin wrappers over core.ca and core.tickets.
+"""Celery tasks of the control plane's core: thin wrappers over core.ca, core.tickets and core.directory.
 
 Only transient failures (the database unreachable or dropping the connection) are retried; a CAError is
 final, so retrying could never help.
@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from core import ca, tickets
+from core import ca, directory, tickets
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +38,11 @@ def purge_expired_ticket_revocations() -> int:
     """Drop revocation rows of tickets that have expired anyway; returns how many. Rows deleted by
     someone else meanwhile are simply not counted."""
     return tickets.purge_expired_revocations()
+
+
+@shared_task(name="core.tasks.sync_directory_users", **RETRY)
+def sync_directory_users() -> dict:
+    """Refresh the directory users' groups, names and staff flag; deactivate the ones the directory no
+    longer has (core.directory.sync_directory). A user deleted here meanwhile is skipped by the query."""
+    result = directory.sync_directory()
+    return {"refreshed": result.refreshed, "deactivated": result.deactivated, "unavailable": result.unavailable}

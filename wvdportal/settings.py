@@ -11,6 +11,7 @@ from core.environment import (
     env_choice,
     env_data_dir,
     env_database,
+    env_directory,
     env_int,
     env_list,
     env_listen,
@@ -434,3 +435,15 @@ CELERY_BEAT_SCHEDULE["broker-sweep-lost-gateway-instances"] = {
     "task": "broker.tasks.sweep_lost_gateway_instances",
     "schedule": timedelta(seconds=GATEWAY_INSTANCE_HEARTBEAT),
 }
+
+# --- Directory sign-in (core/directory.py, docs/directory.md) ------------------------------------------
+# WVD_LDAP_URI and the rest (core.environment.env_directory); unset: no directory sign-in at all. The
+# directory's backend comes after ModelBackend, so a local admin signs in without asking the directory
+# (and while it is down); a beat task refreshes directory users' groups every WVD_LDAP_SYNC_MINUTES.
+DIRECTORY = env_directory()
+if DIRECTORY:
+    AUTHENTICATION_BACKENDS.append("core.directory.DirectoryBackend")
+    CELERY_BEAT_SCHEDULE["core-sync-directory-users"] = {
+        "task": "core.tasks.sync_directory_users",
+        "schedule": timedelta(minutes=DIRECTORY["SYNC_MINUTES"]),
+    }

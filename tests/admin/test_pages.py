@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, RevokedTicket, UserAccessChange
+from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -19,11 +19,13 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
     UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
+    DirectoryAccount,
 ]
 READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
              UserAccessChange]
-# Created by the system, not by hand: hosts join with a registration token, a Desktop comes with its group.
-NO_ADD = [*READ_ONLY, SessionHost, Desktop]
+# Created by the system, not by hand: hosts join with a registration token, a Desktop comes with its group, a
+# directory account with the user's first directory sign-in.
+NO_ADD = [*READ_ONLY, SessionHost, Desktop, DirectoryAccount]
 ADDABLE = [model for model in MODELS if model not in NO_ADD]
 
 
@@ -81,6 +83,7 @@ SEARCH_TERMS = {
     ApiToken: lambda obj: obj.prefix,
     RevokedTicket: lambda obj: obj.jti,
     UserAccessChange: lambda obj: "signed out",
+    DirectoryAccount: lambda obj: "ou=people",
 }
 
 
@@ -135,7 +138,7 @@ class TestReadOnlyModels:
         assert "delete_selected" not in response.content.decode()
 
 
-@pytest.mark.parametrize("model", [SessionHost, Desktop], ids=ids)
+@pytest.mark.parametrize("model", [SessionHost, Desktop, DirectoryAccount], ids=ids)
 def test_objects_the_system_creates_cannot_be_added_by_hand(model, admin_browser, estate):
     assert admin_browser.get(url(model, "add")).status_code == 403
 
