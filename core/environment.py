@@ -289,7 +289,12 @@ def _distinguished_name(name: str, required: bool) -> str:
             raise ImproperlyConfigured(f"{name} is required with WVD_LDAP_URI (a base DN, e.g. ou=people,dc=example,dc=org)")
         return ""
     # Only when a directory is configured: python-ldap's DN grammar (RFC 4514).
-    import ldap.dn  # noqa: PLC0415 - a library, not an arrow between our modules
+    try:
+        import ldap.dn  # noqa: PLC0415 - a library, not an arrow between our modules
+    except ImportError:
+        raise ImproperlyConfigured(
+            "WVD_LDAP_URI is set but python-ldap is not installed: apt-get install libldap2-dev libsasl2-dev, "
+            "then `make venv` (or pip install -r requirements-directory.txt)") from None
 
     if not ldap.dn.is_dn(value) or "=" not in value:
         raise ImproperlyConfigured(f"{name}={value!r} is not a distinguished name (e.g. ou=people,dc=example,dc=org)")

@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import ldap
-import ldap.modlist
+try:
+    import ldap
+    import ldap.modlist
+except ImportError:  # python-ldap builds only where OpenLDAP's headers are (requirements-directory.txt)
+    ldap = None
 
 from testbed.lifecycle import read_log, start_logged, stop_group
 from testbed.ports import free_port
@@ -40,6 +43,9 @@ STARTUP_SECONDS = 15.0
 
 def missing() -> str:
     """Why this machine cannot run the directory ('' when it can)."""
+    if ldap is None:
+        return ("python-ldap is not installed (`make venv` installs requirements-directory.txt where "
+                "libldap2-dev and libsasl2-dev are: apt-get install libldap2-dev libsasl2-dev)")
     for path in (SLAPD, SLAPADD, SLAPPASSWD):
         if not Path(path).exists():
             return f"{path} is missing (apt-get install slapd ldap-utils)"

@@ -442,7 +442,7 @@ CELERY_BEAT_SCHEDULE["broker-sweep-lost-gateway-instances"] = {
 # (and while it is down); a beat task refreshes directory users' groups every WVD_LDAP_SYNC_MINUTES.
 DIRECTORY = env_directory()
 if DIRECTORY:
-    AUTHENTICATION_BACKENDS.append("core.directory.DirectoryBackend")
+    AUTHENTICATION_BACKENDS.append("core.ldapdirectory.DirectoryBackend")
     CELERY_BEAT_SCHEDULE["core-sync-directory-users"] = {
         "task": "core.tasks.sync_directory_users",
         "schedule": timedelta(minutes=DIRECTORY["SYNC_MINUTES"]),

@@ -12,6 +12,7 @@ import secrets
 
 import pytest
 
+from core import directory as core_directory
 from testbed import slapd
 from testbed.ports import free_port
 
@@ -24,7 +25,7 @@ _run = secrets.token_hex(3)
 def ldap_server():
     reason = slapd.missing()
     if reason:
-        pytest.skip(f"no OpenLDAP slapd on this machine: {reason}")
+        pytest.skip(f"directory tests skipped: {reason}")
     with slapd.Slapd() as server:
         yield server
 
@@ -69,12 +70,13 @@ class Directory:
 
     def configure(self, **overrides) -> None:
         self.settings.DIRECTORY = directory_config(self.server.uri, **overrides)
+        core_directory.connect()  # what the app registry does at start-up when a directory is configured
 
 
 @pytest.fixture
 def directory(ldap_server, settings, db) -> Directory:
     """The control plane signing users in against the test directory."""
-    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "core.directory.DirectoryBackend"]
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "core.ldapdirectory.DirectoryBackend"]
     settings.TRUSTED_PROXIES = ()
     directory = Directory(ldap_server, settings)
     directory.configure()
