@@ -268,4 +268,6 @@ def saved_state(instance: models.Model) -> dict[str, Any] | None:
 def record_staff_sign_in(sender, request, user, **kwargs) -> None:
     """A staff member signed in (admin, portal): user_logged_in, connected by CoreConfig.ready()."""
     if user is not None and user.is_staff and request is not None:
+        if not hasattr(request, "user"):
+            request.user = user  # a request made up to sign in (Client.force_login) has none yet
         record(AuditAction.SIGN_IN, user, request=request)
