@@ -30,6 +30,21 @@ class AuditedModelAdmin:
         # After the many-to-many fields are saved (a user's groups), still inside the admin's transaction.
         audit.record_saved(form.instance, getattr(form, "_audit_before", None), request=request,
                            extra_changes=audit.many_to_many_changes(form))
+        # Saved with no change of its own (only its inlines changed): its history line is no event either.
+        audit.mark_recorded(request, form.instance)
+
+    def save_formset(self, request: HttpRequest, form: ModelForm, formset, change: bool) -> None:
+        """An inline's rows (a group's assignments, a pool's hosts): each added, changed or deleted one."""
+        deleted = [f.instance for f in formset.deleted_forms if f.instance.pk is not None]
+        for obj in deleted:  # before: a deleted object has no id afterwards
+            audit.record_deleted(obj, request=request)
+        before = {f.instance.pk: audit.saved_state(f.instance) for f in formset.initial_forms
+                  if f.instance.pk is not None and f not in formset.deleted_forms and f.has_changed()}
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects:
+            audit.record_saved(obj, None, request=request)
+        for obj, _ in formset.changed_objects:
+            audit.record_saved(obj, before.get(obj.pk), request=request)
 
     def log_change(self, request: HttpRequest, obj: models.Model, message):
         """Django's change history; and, for a change no other hook recorded in this request (a password set

@@ -110,11 +110,12 @@ def current_request() -> HttpRequest | None:
 
 def snapshot(instance: models.Model) -> dict[str, Any]:
     """The object's concrete field values as JSON values (foreign keys as ids), secrets masked. Deferred
-    fields (icons) are left out rather than loaded."""
+    fields (icons) are left out rather than loaded, and so are the times every save sets (``auto_now``): the
+    event's own time says when, and a save that changed nothing else is no change."""
     deferred = instance.get_deferred_fields()
     values = {}
     for field in instance._meta.concrete_fields:
-        if field.attname in deferred:
+        if field.attname in deferred or getattr(field, "auto_now", False):
             continue
         values[field.name] = _masked(field.name, _json_value(field.value_from_object(instance)))
     return values
@@ -214,6 +215,11 @@ def _recorded(request) -> set[tuple[str, str]]:
     if not hasattr(http_request, "audit_recorded"):
         http_request.audit_recorded = set()
     return http_request.audit_recorded
+
+
+def mark_recorded(request: HttpRequest, obj: models.Model) -> None:
+    """Count ``obj`` as recorded in this request (``recorded_in``), though no event was written about it."""
+    _recorded(request).add((obj._meta.label_lower, str(obj.pk)))
 
 
 def recorded_in(request: HttpRequest, obj: models.Model) -> bool:

@@ -12,6 +12,7 @@ from core.audit import MASK
 from core.models import ApiToken
 from feed.models import Workspace
 from tests.audit.conftest import ADDRESS, USER_AGENT, events, only_event
+from tests.admin.forms import add_inline_rows, form_data
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,23 @@ def test_a_delete_and_a_bulk_delete_are_recorded_per_object(admin_browser, works
 
     assert {e.object_id for e in events(action="delete")} == {str(workspace.pk), str(other.pk)}
     assert not Workspace.objects.exists()
+
+
+def test_assignments_made_and_removed_on_a_groups_page_are_assign_and_unassign(admin_browser, remoteapp_group,
+                                                                              member):
+    url = reverse("admin:feed_applicationgroup_change", args=[remoteapp_group.pk])
+    data = form_data(admin_browser.get(url))
+    add_inline_rows(data, "assignments", [{"user": member.pk}])
+    assert admin_browser.post(url, data).status_code == 302
+    assignment = remoteapp_group.assignments.get()
+
+    data = form_data(admin_browser.get(url))
+    data["assignments-0-DELETE"] = "on"
+    assert admin_browser.post(url, data).status_code == 302
+
+    assert [(e.action, e.object_id) for e in events()] == [("assign", str(assignment.pk)),
+                                                           ("unassign", str(assignment.pk))]
+    assert events()[0].changes["user"] == [None, member.pk]
 
 
 def test_a_users_groups_are_recorded_and_the_password_never(admin_browser, member):

@@ -44,15 +44,14 @@ def test_a_change_records_only_the_fields_that_changed_before_and_after(token_ap
     assert client.patch(f"/api/v1/hostpools/{pooled_pool.pk}/", {"max_session_limit": 9}, format="json").status_code == 200
 
     event = only_event(action="change", object_id=str(pooled_pool.pk))
-    assert set(event.changes) <= {"max_session_limit", "updated_at"}
-    assert event.changes["max_session_limit"] == [2, 9]
+    assert event.changes == {"max_session_limit": [2, 9]}  # not updated_at: the event's time says when
 
 
 def test_a_change_that_changes_nothing_records_nothing(token_api, pooled_pool):
     client, _ = token_api
     client.patch(f"/api/v1/hostpools/{pooled_pool.pk}/", {"max_session_limit": 2}, format="json")
 
-    assert [e for e in events(action="change") if set(e.changes) - {"updated_at"}] == []
+    assert events(action="change") == []
 
 
 def test_a_delete_records_what_the_object_was(token_api, workspace):
