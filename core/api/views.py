@@ -19,8 +19,8 @@ from core.api.serializers import (
     CertificateSerializer,
 )
 from core.api.viewsets import ApiViewSetMixin, ReadOnlyViewSet
-from core.filtersets import ApiTokenFilterSet, CertificateFilterSet
 from core.choices import AuditAction
+from core.filtersets import ApiTokenFilterSet, CertificateFilterSet
 from core.models import ApiToken, Certificate
 
 log = logging.getLogger(__name__)
