@@ -87,3 +87,24 @@ def test_the_portal_page_is_staff_only(member):
 
 def _rows(response) -> list[str]:
     return [row.text_content() for row in html.fromstring(response.content).xpath("//section//tbody/tr")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_a_host_command_knows_who_asked(admin_user, pooled_pool, member):
+    """Daphne runs the middleware chain asynchronously and the view in a worker thread: the request the
+    middleware put in context is still the one the command records."""
+    from channels.db import database_sync_to_async
+    from django.test import AsyncClient
+
+    host = await database_sync_to_async(SessionHost.objects.create)(host_pool=pooled_pool, name="sh-asgi")
+    session = await database_sync_to_async(UserSession.objects.create)(
+        session_host=host, session_id=6, user=member, username="member")
+    client = AsyncClient(headers={"user-agent": USER_AGENT})
+    await client.aforce_login(admin_user)
+
+    response = await client.post(reverse("portal:session-logoff", args=[session.pk]))
+
+    event = await database_sync_to_async(only_event)(action="logoff")
+    assert (event.actor_name, event.surface, event.result, event.user_agent) == ("admin", "portal", "offline",
+                                                                                 USER_AGENT)
+    assert event.request_id == response["X-Request-ID"]
