@@ -99,10 +99,11 @@ async def test_under_asgi_a_host_command_knows_who_asked(admin_user, pooled_pool
     host = await database_sync_to_async(SessionHost.objects.create)(host_pool=pooled_pool, name="sh-asgi")
     session = await database_sync_to_async(UserSession.objects.create)(
         session_host=host, session_id=6, user=member, username="member")
-    client = AsyncClient(headers={"user-agent": USER_AGENT})
+    client = AsyncClient()
     await client.aforce_login(admin_user)
 
-    response = await client.post(reverse("portal:session-logoff", args=[session.pk]))
+    response = await client.post(reverse("portal:session-logoff", args=[session.pk]),
+                                 headers={"User-Agent": USER_AGENT})
 
     event = await database_sync_to_async(only_event)(action="logoff")
     assert (event.actor_name, event.surface, event.result, event.user_agent) == ("admin", "portal", "offline",
