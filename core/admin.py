@@ -1,4 +1,5 @@
-"""Django admin for the shared models (certificates, API tokens) and the helpers every app's admin uses."""
+"""Django admin for the shared models (certificates, API tokens, the audit log) and the helpers every app's
+admin uses."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -16,7 +18,9 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core import audit
+from core.choices import AuditAction
+from core.models import ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
 from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)
@@ -211,7 +215,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
-            token.revoke()
+            with transaction.atomic():
+                if token.revoke():
+                    audit.record(AuditAction.TOKEN_REVOKE, token, request=request)
             self.log_change(request, token, "Revoked")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
@@ -262,3 +268,16 @@ class DirectoryAccountAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     search_fields = ["user__username", "dn"]
     ordering = ["user__username"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit log (core/audit.py): read-only here as everywhere; rows leave only by the retention purge."""
+
+    list_display = ["at", "actor_name", "credential", "action", "result", "object_type", "object_repr",
+                    "client_address", "surface"]
+    list_filter = ["action", "surface", "credential", "result", "at"]
+    search_fields = ["actor_name", "object_repr", "=object_id", "=request_id", "client_address"]
+    ordering = ["-at", "-id"]
+    date_hierarchy = "at"
+    actions = None  # not even "delete selected"

@@ -9,7 +9,9 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core import audit
+from core.choices import AuditAction
+from core.models import ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -71,6 +73,7 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     revoked_ticket = RevokedTicket.objects.create(jti="3f9d2c1b", expires_at=timezone.now() + timedelta(hours=8))
     access_change = UserAccessChange.objects.create(user_id=member.pk, changed_at=START, reason="signed out")
     directory_account = DirectoryAccount.objects.create(user=member, dn="uid=member,ou=people,dc=example,dc=org")
+    audit_event = audit.record(AuditAction.DRAIN, host, changes={"allow_new_sessions": [True, False]})
     return {
         Workspace: workspace,
         HostPool: pooled_pool,
@@ -88,4 +91,5 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         RevokedTicket: revoked_ticket,
         UserAccessChange: access_change,
         DirectoryAccount: directory_account,
+        AuditEvent: audit_event,
     }
