@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from broker import orchestration, placement
+from broker import gateways, orchestration, placement
 from broker.models import Connection
 
 log = logging.getLogger(__name__)
@@ -42,3 +42,10 @@ def purge_old_connections() -> int:
     if deleted:
         log.info("purged %d connection record(s) that ended before %s", deleted, cutoff.isoformat())
     return deleted
+
+
+@shared_task
+def sweep_lost_gateway_instances() -> dict[str, int]:
+    """End the open connections of the gateway instances not seen for a while (``gateways.sweep_lost_instances``);
+    returns how many ended, by instance name."""
+    return gateways.sweep_lost_instances()

@@ -1,4 +1,5 @@
-"""Django admin for the shared models (certificates, API tokens) and the helpers every app's admin uses."""
+"""Django admin for the shared models (certificates, API tokens, the audit log) and the helpers every app's
+admin uses."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -16,13 +18,27 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from core.models import ApiToken, Certificate, OidcAccount, OidcGroup, RevokedTicket, UserAccessChange
+from core import audit
+from core.choices import AuditAction
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    OidcAccount,
+    OidcGroup,
+    RevokedTicket,
+    UserAccessChange,
+)
+from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)
 
 admin.site.site_header = "WVD control plane"
 admin.site.site_title = "WVD control plane"
 admin.site.index_title = "Administration"
+# A directory that could not answer is said so, not taken for a wrong password (core/directory.py).
+admin.site.login_form = AdminSignInForm
 
 
 class ReadOnlyAdminMixin:
@@ -208,7 +224,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
-            token.revoke()
+            with transaction.atomic():
+                if token.revoke():
+                    audit.record(AuditAction.TOKEN_REVOKE, token, request=request)
             self.log_change(request, token, "Revoked")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
@@ -270,3 +288,35 @@ class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def user_name(self, change: UserAccessChange) -> str:
         user = get_user_model().objects.filter(pk=change.user_id).first()
         return user.get_username() if user is not None else "(deleted)"
+
+
+@admin.register(DirectoryAccount)
+class DirectoryAccountAdmin(admin.ModelAdmin):
+    """Users who sign in with their directory password (core/directory.py): created at their first
+    sign-in, refreshed by each sign-in and the periodic sync. Never added or edited by hand; deletable,
+    since deleting a user deletes theirs."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    list_display = ["user", "dn", "synced_at"]
+    list_filter = ["synced_at", "user__is_active"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "dn"]
+    ordering = ["user__username"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit log (core/audit.py): read-only here as everywhere; rows leave only by the retention purge."""
+
+    list_display = ["at", "actor_name", "credential", "action", "result", "object_type", "object_repr",
+                    "client_address", "surface"]
+    list_filter = ["action", "surface", "credential", "result", "at"]
+    search_fields = ["actor_name", "object_repr", "=object_id", "=request_id", "client_address"]
+    ordering = ["-at", "-id"]
+    date_hierarchy = "at"
+    actions = None  # not even "delete selected"

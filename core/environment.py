@@ -333,3 +333,65 @@ def web_origins(name: str, allowed_hosts: list[str], web_listen: tuple[str, int]
             continue  # a wildcard names no single origin
         derived.append(f"{scheme}://{host}:{web_listen[1]}")
     return tuple(dict.fromkeys(origin for origin in map(normalize_origin, derived) if origin is not None))
+
+
+LDAP_VARIABLES = ("WVD_LDAP_URI", "WVD_LDAP_BIND_DN", "WVD_LDAP_BIND_PASSWORD", "WVD_LDAP_USER_SEARCH",
+                  "WVD_LDAP_GROUP_SEARCH", "WVD_LDAP_STAFF_GROUP")
+
+
+def _distinguished_name(name: str, required: bool) -> str:
+    value = env_str(name)
+    if not value:
+        if required:
+            raise ImproperlyConfigured(f"{name} is required with WVD_LDAP_URI (a base DN, e.g. ou=people,dc=example,dc=org)")
+        return ""
+    # Only when a directory is configured: python-ldap's DN grammar (RFC 4514).
+    try:
+        import ldap.dn  # noqa: PLC0415 - a library, not an arrow between our modules
+    except ImportError:
+        raise ImproperlyConfigured(
+            "WVD_LDAP_URI is set but python-ldap is not installed: apt-get install libldap2-dev libsasl2-dev, "
+            "then `make venv` (or pip install -r requirements-directory.txt)") from None
+
+    if not ldap.dn.is_dn(value) or "=" not in value:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a distinguished name (e.g. ou=people,dc=example,dc=org)")
+    return value
+
+
+def env_directory() -> dict | None:
+    """The directory users sign in against (core/directory.py, docs/directory.md), from ``WVD_LDAP_*``; None
+    when WVD_LDAP_URI is unset (then no other WVD_LDAP_* variable may be set: a half-configured directory
+    would silently sign nobody in)."""
+    uri = env_str("WVD_LDAP_URI")
+    if not uri:
+        stray = [name for name in LDAP_VARIABLES[1:] if env_str(name)]
+        if stray:
+            raise ImproperlyConfigured(f"{', '.join(stray)} set without WVD_LDAP_URI: set it too, or unset them")
+        return None
+    for item in uri.split():
+        parts = urlsplit(item)
+        try:
+            parts.port
+        except ValueError:
+            raise ImproperlyConfigured(f"WVD_LDAP_URI: {item!r} has an invalid port") from None
+        if parts.scheme not in {"ldap", "ldaps"} or not parts.hostname or parts.path not in ("", "/"):
+            raise ImproperlyConfigured(f"WVD_LDAP_URI: {item!r} must be ldap://host[:port] or ldaps://host[:port] "
+                                       "(several separated by spaces)")
+    bind_dn = _distinguished_name("WVD_LDAP_BIND_DN", required=False)
+    bind_password = os.environ.get("WVD_LDAP_BIND_PASSWORD", "")
+    if bind_dn and not bind_password:
+        raise ImproperlyConfigured("WVD_LDAP_BIND_DN is set but WVD_LDAP_BIND_PASSWORD is empty")
+    if bind_password and not bind_dn:
+        raise ImproperlyConfigured("WVD_LDAP_BIND_PASSWORD is set but WVD_LDAP_BIND_DN is not")
+    return {
+        "URI": " ".join(uri.split()),
+        "BIND_DN": bind_dn,
+        "BIND_PASSWORD": bind_password,
+        "USER_SEARCH": _distinguished_name("WVD_LDAP_USER_SEARCH", required=True),
+        "GROUP_SEARCH": _distinguished_name("WVD_LDAP_GROUP_SEARCH", required=True),
+        "STAFF_GROUP": _distinguished_name("WVD_LDAP_STAFF_GROUP", required=False),
+        # Every directory call (connect, bind, search) gives up after this many seconds.
+        "TIMEOUT": env_int("WVD_LDAP_TIMEOUT", 5, minimum=1, maximum=60),
+        "SYNC_MINUTES": env_int("WVD_LDAP_SYNC_MINUTES", 15, minimum=1, maximum=24 * 60),
+        "SYNC_BATCH": env_int("WVD_LDAP_SYNC_BATCH", 500, minimum=1, maximum=100_000),
+    }

@@ -89,11 +89,12 @@ HEARTBEAT_SECONDS = Histogram(
 
 THROTTLED = "throttled"  # the throttle refused the pair: 429
 WRONG_CREDENTIALS = "wrong_credentials"  # a failed password, counted by the throttle
+DIRECTORY_UNAVAILABLE = "directory_unavailable"  # the directory did not answer (core/directory.py)
 
 SIGNIN_REFUSALS = Counter(
-    "wvd_signin_refusals", "Sign-ins refused: a wrong user name or password, or a pair the throttle locked "
-    "out (the 429); credential is password or token (registration tokens, API tokens), or oidc (core/oidc.py: "
-    "reason is what went wrong at the provider).",
+    "wvd_signin_refusals", "Sign-ins refused: a wrong user name or password, a directory that did not answer, "
+    "or a pair the throttle locked out (the 429); credential is password or token (registration tokens, API "
+    "tokens), or oidc (core/oidc.py: reason is what went wrong at the provider).",
     ["reason", "credential"],
 )
 

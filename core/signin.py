@@ -5,6 +5,10 @@ Failed attempts count in the sign-in throttle (core.throttle) per user name and 
 every other sign-in surface: a pair over the limit gets 429 with Retry-After, even for the right password
 (otherwise a guesser would learn the password from the one answer that differs), while the same user
 from another address signs in as usual.
+
+With a directory configured (core/directory.py) the directory's password signs in here and on every form
+(``SignInForm``, ``AdminSignInForm``); a directory that did not answer is 503 ``directory_unavailable``
+(the forms: ``DIRECTORY_UNAVAILABLE``), never "wrong password".
 """
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -24,6 +31,7 @@ from rest_framework.views import APIView
 
 from core import throttle
 from core.clientaddress import client_address
+from core.directory import DIRECTORY_UNAVAILABLE, directory_unavailable
 from core.models import ApiToken
 
 log = logging.getLogger(__name__)
@@ -52,9 +60,35 @@ class SignedInSerializer(serializers.Serializer):
 
 class SignInError(serializers.Serializer):
     detail = serializers.CharField()
-    code = serializers.CharField(help_text="invalid, invalid_credentials or rate_limited.")
+    code = serializers.CharField(help_text="invalid, invalid_credentials, rate_limited or directory_unavailable.")
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
                                    help_text="For `invalid`: the messages per field.")
+
+
+class DirectoryAwareSignIn:
+    """Django's sign-in forms, telling a directory that could not answer (core/directory.py) from a wrong
+    password."""
+
+    def get_invalid_login_error(self) -> ValidationError:
+        if directory_unavailable(self.request):
+            return ValidationError(self.error_messages["directory_unavailable"], code="directory_unavailable")
+        return super().get_invalid_login_error()
+
+    @property
+    def directory_unavailable(self) -> bool:
+        return self.has_error(NON_FIELD_ERRORS, "directory_unavailable")
+
+
+class SignInForm(DirectoryAwareSignIn, AuthenticationForm):
+    """The user page's login (the portal's too)."""
+
+    error_messages = {**AuthenticationForm.error_messages, "directory_unavailable": DIRECTORY_UNAVAILABLE}
+
+
+class AdminSignInForm(DirectoryAwareSignIn, AdminAuthenticationForm):
+    """The admin's login (staff only, as Django's)."""
+
+    error_messages = {**AdminAuthenticationForm.error_messages, "directory_unavailable": DIRECTORY_UNAVAILABLE}
 
 
 class TokenSignInView(APIView):
@@ -73,6 +107,8 @@ class TokenSignInView(APIView):
             401: OpenApiResponse(SignInError, description="Wrong user name or password, or a disabled account"),
             429: OpenApiResponse(SignInError, description="Too many failed attempts for this user name from this "
                                                           "address; see Retry-After"),
+            503: OpenApiResponse(SignInError, description="The directory that checks the password did not answer "
+                                                          "(directory sign-in, WVD_LDAP_URI)"),
         },
         summary="Sign in and get a bearer token",
         description="Exchanges a user name and password for a bearer token valid for API_TOKEN_DEFAULT_LIFETIME "
@@ -93,6 +129,9 @@ class TokenSignInView(APIView):
         if user is None:  # also a disabled account: ModelBackend refuses inactive users
             if throttle.locked_out(request):
                 return throttle.refusal(request._request, credentials={"username": username})
+            if directory_unavailable(request):
+                return Response({"detail": DIRECTORY_UNAVAILABLE, "code": "directory_unavailable"},
+                                status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
             return Response({"detail": "Wrong user name or password.", "code": "invalid_credentials"},
                             status=status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": 'Bearer realm="api"'})
         throttle.record_success(request, user)

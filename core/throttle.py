@@ -32,6 +32,7 @@ from django.template.response import TemplateResponse
 
 from core import metrics
 from core.clientaddress import client_address
+from core.directory import directory_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +198,12 @@ def log_failed_sign_in(sender, credentials: dict, request: HttpRequest | None = 
     if request is None or locked_out(request):
         return
     name = str(credentials.get(USERNAME_FIELD) or "")[:MAX_LOGGED_NAME]
-    log.info("sign-in as %r from %s failed at %s: wrong user name or password", name, client_address(request),
-             request.path)
-    metrics.SIGNIN_REFUSALS.labels(reason=metrics.WRONG_CREDENTIALS, credential=_credential_kind(name)).inc()
+    if directory_unavailable(request):
+        why, reason = "the directory did not answer", metrics.DIRECTORY_UNAVAILABLE
+    else:
+        why, reason = "wrong user name or password", metrics.WRONG_CREDENTIALS
+    log.info("sign-in as %r from %s failed at %s: %s", name, client_address(request), request.path, why)
+    metrics.SIGNIN_REFUSALS.labels(reason=reason, credential=_credential_kind(name)).inc()
 
 
 def _credential_kind(name: str) -> str:

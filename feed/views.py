@@ -40,6 +40,7 @@ from core import ca, throttle, tickets
 from core.api.schema import ApiAutoSchema
 from core.authentication import ApiTokenAuthentication
 from core.choices import CertificatePurpose
+from core.signin import SignInForm
 from feed import icons
 from feed.models import Desktop, RemoteApp
 from feed.rdpfile import RDP_CONTENT_TYPE, RdpFileError, RdpResource, render_signed_rdp
@@ -355,6 +356,7 @@ class UserLoginView(LoginView):
     that failed too often from this address; the answer is then this form with the wait, status 429."""
 
     template_name = "registration/login.html"
+    authentication_form = SignInForm
     redirect_authenticated_user = True
 
     def form_invalid(self, form):

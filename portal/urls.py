@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from portal.views import connections, dashboard, groups, pools, sessions, workspaces
+from portal.views import audit, connections, dashboard, groups, pools, sessions, workspaces
 
 app_name = "portal"
 
@@ -37,4 +37,5 @@ urlpatterns = [
     path("portal/sessions/<int:pk>/message/", sessions.session_message, name="session-message"),
     path("portal/connections/", connections.connection_list, name="connections"),
     path("portal/connections/<uuid:activity_id>/", connections.connection_detail, name="connection-detail"),
+    path("portal/audit/", audit.audit_list, name="audit"),
 ]

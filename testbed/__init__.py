@@ -2,6 +2,8 @@
 
 * ``processes``: the control plane as real processes (``ControlPlane``: migrate, ``serve`` on HTTPS, and a
   Celery worker with Redis), each on a fresh data dir and database; its clients trust the plane's own CA.
+* ``cluster``: the production shape (``Cluster``): N ``serve`` instances behind nginx, a Celery worker and
+  beat, a private PostgreSQL and Redis, host agents; started from the systemd units in docs/deploy/systemd.
 * ``ports``: free loopback ports, and who listens on one (read from /proc).
 * ``lifecycle``: start a child in its own process group with its output in a log file; stop it, its group
   and its descendants.

@@ -61,6 +61,22 @@ def drop_postgres_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def run_manage(env: Mapping[str, str], *args: str, timeout: float = 120, check: bool = True
+               ) -> subprocess.CompletedProcess:
+    """Run ``manage.py ARGS`` from the repository with ``env``; raise with its output when it fails (``check``)."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+        cwd=REPO_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and completed.returncode != 0:
+        raise ControlPlaneError(
+            f"manage.py {' '.join(args)} exited with {completed.returncode}\n"
+            f"--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
+        )
+    return completed
+
+
 def maintenance_url(server_url: str) -> str:
     # libpq knows postgres:// and postgresql://, not dj-database-url's pgsql://.
     return urlunsplit(urlsplit(server_url)._replace(scheme="postgresql", path="/postgres"))
@@ -194,17 +210,7 @@ class ControlPlane:
 
         e.g. ``plane.manage("shell", "-c", "from django.contrib.auth.models import User; ...")``
         """
-        completed = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "manage.py"), *args],
-            cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=timeout,
-        )
-        if check and completed.returncode != 0:
-            raise ControlPlaneError(
-                f"manage.py {' '.join(args)} exited with {completed.returncode}\n"
-                f"--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
-            )
-        return completed
+        return run_manage(self.env, *args, timeout=timeout, check=check)
 
     def get(
         self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10

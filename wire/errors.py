@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     ConnectionFailedHostCertificateMismatch = "ConnectionFailedHostCertificateMismatch"
     ConnectionFailedClientDisconnect = "ConnectionFailedClientDisconnect"
     ConnectionBrokenMissedHeartbeat = "ConnectionBrokenMissedHeartbeat"
+    ConnectionBrokenGatewayInstanceLost = "ConnectionBrokenGatewayInstanceLost"
     InternalError = "InternalError"
 
 
@@ -332,6 +333,19 @@ def _entries() -> list[ConnectionErrorCode]:
             remedy="The host stopped sending heartbeats while the connection was open, so it was marked "
                    "Unavailable and its connections ended. Check the host (power, network, agent service).",
             note="AVD: ConnectionBrokenMissedHeartbeatThresholdExceeded.",
+        ),
+        ConnectionErrorCode(
+            code=E.ConnectionBrokenGatewayInstanceLost, stage="any", fix_by="admin",
+            gateway_status=P.E_PROXY_CONNECTIONABORTED,
+            message="The gateway server holding your connection stopped. Reconnect; your session is usually "
+                    "still there.",
+            remedy="The `serve` instance that held the connection stopped refreshing its row (killed, crashed, "
+                   "its machine lost, or cut off from the database) for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS "
+                   "of its WVD_GATEWAY_INSTANCE_HEARTBEAT intervals, so the surviving processes ended its open "
+                   "connections (the byte counts died with it). Check that instance's service and log; a "
+                   "reconnect goes through a surviving instance.",
+            note="An instance that stops cleanly, or restarts under the same name, ends its connections as "
+                 "gateway_shutdown instead.",
         ),
         ConnectionErrorCode(
             code=E.InternalError, stage="any", fix_by="ours",

@@ -11,6 +11,7 @@ from core.environment import (
     env_choice,
     env_data_dir,
     env_database,
+    env_directory,
     env_int,
     env_list,
     env_listen,
@@ -80,7 +81,8 @@ CONTENT_SECURITY_POLICY = {
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, its site recording every add, change and delete in the audit log (core/adminsite.py).
+    "core.adminconfig.AuditedAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -112,6 +114,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who and from where for the audit log (core/audit.py), and the request id every event of a request shares.
+    "core.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a sign-in the throttle refused into its 429 (Django's admin login has no other way).
@@ -300,6 +304,8 @@ CONNECTION_RESERVATION_TIMEOUT = timedelta(
 )
 # Connection records older than this (by when they ended) are deleted by a daily task; open ones are kept.
 CONNECTION_RETENTION = timedelta(days=env_int("WVD_CONNECTION_RETENTION_DAYS", 90, minimum=1, maximum=3650))
+# Audit events older than this are deleted by an hourly task, in batches (core/audit.py, docs/audit.md).
+AUDIT_RETENTION = timedelta(days=env_int("WVD_AUDIT_RETENTION_DAYS", 365, minimum=1, maximum=36500))
 if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT:
     raise ImproperlyConfigured(
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
@@ -430,4 +436,32 @@ CELERY_BEAT_SCHEDULE = {
         "task": "broker.tasks.purge_old_connections",
         "schedule": timedelta(hours=1),
     },
+    "purge-old-audit-events": {
+        "task": "wvdportal.tasks.purge_old_audit_events",
+        "schedule": timedelta(hours=1),
+    },
 }
+
+# --- Lost gateway instances (broker.gateways.sweep_lost_instances) ------------------------------------
+# An instance whose row was not refreshed for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats
+# (WVD_GATEWAY_INSTANCE_HEARTBEAT), counted from the freshest instance's row, is taken for dead: beat (or
+# the embedded default's in-process timers) ends its open connections with ConnectionBrokenGatewayInstanceLost,
+# checking once per heartbeat.
+GATEWAY_INSTANCE_MISSED_HEARTBEATS = env_int("WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS", 3, minimum=2, maximum=100)
+GATEWAY_INSTANCE_LOST_AFTER = timedelta(seconds=GATEWAY_INSTANCE_HEARTBEAT * GATEWAY_INSTANCE_MISSED_HEARTBEATS)
+CELERY_BEAT_SCHEDULE["broker-sweep-lost-gateway-instances"] = {
+    "task": "broker.tasks.sweep_lost_gateway_instances",
+    "schedule": timedelta(seconds=GATEWAY_INSTANCE_HEARTBEAT),
+}
+
+# --- Directory sign-in (core/directory.py, docs/directory.md) ------------------------------------------
+# WVD_LDAP_URI and the rest (core.environment.env_directory); unset: no directory sign-in at all. The
+# directory's backend comes after ModelBackend, so a local admin signs in without asking the directory
+# (and while it is down); a beat task refreshes directory users' groups every WVD_LDAP_SYNC_MINUTES.
+DIRECTORY = env_directory()
+if DIRECTORY:
+    AUTHENTICATION_BACKENDS.append("core.ldapdirectory.DirectoryBackend")
+    CELERY_BEAT_SCHEDULE["core-sync-directory-users"] = {
+        "task": "core.tasks.sync_directory_users",
+        "schedule": timedelta(minutes=DIRECTORY["SYNC_MINUTES"]),
+    }

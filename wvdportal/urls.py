@@ -17,6 +17,7 @@ from broker.api.views import (
     SessionHostViewSet,
     UserSessionViewSet,
 )
+from core.api.audit import AuditEventViewSet
 from core.api.views import ApiTokenViewSet, CertificateViewSet
 from feed.api.views import (
     ApplicationGroupViewSet,
@@ -39,6 +40,7 @@ router.register("connections", ConnectionViewSet)
 router.register("gatewayinstances", GatewayInstanceViewSet)
 router.register("certificates", CertificateViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("audit", AuditEventViewSet)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

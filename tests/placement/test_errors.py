@@ -43,9 +43,10 @@ def test_gateway_statuses_are_the_ms_tsgu_values():
 
 
 def test_every_refusal_is_answered_with_a_status_the_client_reads_as_a_failure():
-    # Codes sent in TUNNEL/CHANNEL responses need bit 31; only the two for connections that were already
-    # gone (or established) when they failed are never sent as a refusal.
-    never_a_refusal = {ErrorCode.ConnectionFailedClientDisconnect, ErrorCode.ConnectionBrokenMissedHeartbeat}
+    # Codes sent in TUNNEL/CHANNEL responses need bit 31; only those for connections that were already
+    # gone (or established) when they failed, or whose gateway died, are never sent as a refusal.
+    never_a_refusal = {ErrorCode.ConnectionFailedClientDisconnect, ErrorCode.ConnectionBrokenMissedHeartbeat,
+                       ErrorCode.ConnectionBrokenGatewayInstanceLost}
     for code, entry in ERRORS.items():
         if code not in never_a_refusal:
             assert entry.gateway_status & 0x80000000, code
