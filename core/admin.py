@@ -20,7 +20,16 @@ from django.utils.html import format_html
 
 from core import audit
 from core.choices import AuditAction
-from core.models import ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    OidcAccount,
+    OidcGroup,
+    RevokedTicket,
+    UserAccessChange,
+)
 from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)
@@ -233,6 +242,36 @@ class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=jti"]
     ordering = ["-revoked_at", "-id"]
     date_hierarchy = "revoked_at"
+
+
+@admin.register(OidcAccount)
+class OidcAccountAdmin(admin.ModelAdmin):
+    """Users who sign in through the OIDC provider (core/oidc.py), by the provider's issuer and subject:
+    created at their first sign-in, never added or edited by hand; deletable, since deleting a user deletes
+    theirs (and deleting only this makes their next sign-in a new account)."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    list_display = ["user", "subject", "issuer", "signed_in_at"]
+    list_filter = ["signed_in_at", "user__is_active"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "subject", "issuer"]
+
+
+@admin.register(OidcGroup)
+class OidcGroupAdmin(admin.ModelAdmin):
+    """Groups whose membership the OIDC provider's groups claim sets (core/oidc.py). Adding one hands a group
+    to the provider (as ``manage.py oidc_groups add --adopt``); deleting one gives it back (its members stay)."""
+
+    list_display = ["group", "created_at"]
+    list_filter = ["created_at"]
+    list_select_related = ["group"]
+    search_fields = ["group__name"]
+    fields = ["group"]
 
 
 @admin.register(UserAccessChange)

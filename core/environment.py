@@ -238,6 +238,63 @@ def gateway_addresses(listen: tuple[str, int], web_listen: tuple[str, int] | Non
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
+OIDC_VARIABLES = ("WVD_OIDC_ISSUER", "WVD_OIDC_CLIENT_ID", "WVD_OIDC_CLIENT_SECRET", "WVD_OIDC_GROUPS_CLAIM",
+                  "WVD_OIDC_PROVIDER_NAME", "WVD_OIDC_SCOPES", "WVD_OIDC_CA_FILE", "WVD_OIDC_TIMEOUT")
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+
+
+def env_oidc() -> dict | None:
+    """The OpenID Connect provider users may sign in with (core/oidc.py, docs/oidc.md), from ``WVD_OIDC_*``;
+    None when WVD_OIDC_ISSUER is unset (then no other WVD_OIDC_* variable may be set: a half-configured
+    provider would silently show no button). The provider's endpoints and keys come from its discovery
+    document at sign-in time, not from here: the provider may be down while the control plane starts."""
+    issuer = env_str("WVD_OIDC_ISSUER")
+    if not issuer:
+        stray = [name for name in OIDC_VARIABLES[1:] if env_str(name)]
+        if stray:
+            raise ImproperlyConfigured(f"{', '.join(stray)} set without WVD_OIDC_ISSUER: set it too, or unset them")
+        return None
+    parts = urlsplit(issuer)
+    try:
+        parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"WVD_OIDC_ISSUER={issuer!r} has an invalid port") from None
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise ImproperlyConfigured(f"WVD_OIDC_ISSUER={issuer!r} must be an https:// URL without query, fragment "
+                                   "or credentials (the provider's issuer, e.g. https://id.example.org/realms/staff)")
+    client_id = env_str("WVD_OIDC_CLIENT_ID")
+    if not client_id:
+        raise ImproperlyConfigured("WVD_OIDC_CLIENT_ID is required with WVD_OIDC_ISSUER (the client id the provider "
+                                   "gave this control plane)")
+    secret = os.environ.get("WVD_OIDC_CLIENT_SECRET", "")
+    if not secret.strip():
+        raise ImproperlyConfigured("WVD_OIDC_CLIENT_SECRET is required with WVD_OIDC_ISSUER (the client's secret)")
+    claim = env_str("WVD_OIDC_GROUPS_CLAIM", "groups") or "groups"
+    if not _CLAIM_NAME.fullmatch(claim):
+        raise ImproperlyConfigured(f"WVD_OIDC_GROUPS_CLAIM={claim!r} is not a claim name (letters, digits, _ . : / -)")
+    scopes = env_str("WVD_OIDC_SCOPES", "openid email profile") or "openid email profile"
+    if "openid" not in scopes.split() or not all(_CLAIM_NAME.fullmatch(scope) for scope in scopes.split()):
+        raise ImproperlyConfigured(f"WVD_OIDC_SCOPES={scopes!r} must be scope names separated by spaces, "
+                                   "openid among them")
+    ca_file = env_str("WVD_OIDC_CA_FILE")
+    if ca_file and not Path(ca_file).is_file():
+        raise ImproperlyConfigured(f"WVD_OIDC_CA_FILE={ca_file!r} is not a file (PEM certificates to verify the "
+                                   "provider with)")
+    return {
+        "ISSUER": issuer,
+        "CLIENT_ID": client_id,
+        "CLIENT_SECRET": secret,
+        "GROUPS_CLAIM": claim,
+        "SCOPES": " ".join(scopes.split()),
+        # The button's words: "Sign in with <name>".
+        "PROVIDER_NAME": env_str("WVD_OIDC_PROVIDER_NAME") or parts.hostname,
+        # PEM file of the CAs the provider's certificate must chain to; empty: the certifi bundle.
+        "CA_FILE": ca_file,
+        # Every call to the provider (discovery, keys, token, userinfo) gives up after this many seconds.
+        "TIMEOUT": env_int("WVD_OIDC_TIMEOUT", 5, minimum=1, maximum=60),
+    }
+
+
 def normalize_origin(value: str) -> str | None:
     """``scheme://host[:port]`` in lower case without a default port (how a browser's Origin header and
     a configured origin compare); None for anything else (a path, a query, user info, no host)."""

@@ -94,7 +94,7 @@ DIRECTORY_UNAVAILABLE = "directory_unavailable"  # the directory did not answer 
 SIGNIN_REFUSALS = Counter(
     "wvd_signin_refusals", "Sign-ins refused: a wrong user name or password, a directory that did not answer, "
     "or a pair the throttle locked out (the 429); credential is password or token (registration tokens, API "
-    "tokens).",
+    "tokens), or oidc (core/oidc.py: reason is what went wrong at the provider).",
     ["reason", "credential"],
 )
 

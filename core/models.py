@@ -129,6 +129,44 @@ class RevokedTicket(models.Model):
         return f"ticket {self.jti}"
 
 
+class OidcAccount(models.Model):
+    """A user who signs in through the OpenID Connect provider (core/oidc.py): who they are there.
+
+    Matched by the provider's ``issuer`` and ``subject`` (the ID token's ``iss`` and ``sub``), which the
+    provider never reassigns, not by e-mail: an address can change hands or be edited by the user at some
+    providers, and matching on it would hand one person's account to another. Created at the first sign-in.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_account")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    signed_in_at = models.DateTimeField(default=timezone.now, help_text="Last sign-in through the provider.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_account_identity")]
+        ordering = ["-signed_in_at"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
+class OidcGroup(models.Model):
+    """Marks a Django group as the provider's: its membership is set from the groups claim at each sign-in.
+
+    Groups without this mark (made by hand, or mirrored from a directory) are never joined or left because
+    of a claim, even when a claim names them: a claim must not grant what a local group carries.
+    """
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="oidc_origin")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["group__name"]
+
+    def __str__(self) -> str:
+        return self.group.name
+
+
 class UserAccessChange(models.Model):
     """The last time a user's access changed: connection tickets issued until then are refused.
 

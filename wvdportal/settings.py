@@ -17,6 +17,7 @@ from core.environment import (
     env_listen,
     env_networks,
     env_optional_listen,
+    env_oidc,
     env_redis_url,
     env_retired,
     env_secret_key,
@@ -376,6 +377,14 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # when a user's resources come from more than one workspace (with one, the workspace's name is used).
 FEED_PUBLISHER_ID = _GATEWAY_ADDRESSES["FEED_PUBLISHER_ID"]
 FEED_PUBLISHER_NAME = env_str("WVD_FEED_PUBLISHER_NAME", "Remote Desktop") or "Remote Desktop"
+
+# --- OIDC sign-in (core/oidc.py, docs/oidc.md) ------------------------------------------------------------
+# WVD_OIDC_ISSUER and the rest (core.environment.env_oidc); unset: no OIDC sign-in, no button, no URLs. The
+# backend only finds the users signed in through the provider again (the callback signs them in); the
+# provider's endpoints and keys come from its discovery document when someone signs in.
+OIDC = env_oidc()
+if OIDC:
+    AUTHENTICATION_BACKENDS.append("core.oidc.OidcBackend")
 
 # --- The sign-in throttle (core/throttle.py, django-axes) ----------------------------------------------
 # Every place a secret is tried (the admin login, the user page's login, POST /api/v1/auth/token/, host

@@ -11,7 +11,16 @@ from django.utils import timezone
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
 from core import audit
 from core.choices import AuditAction
-from core.models import ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    OidcAccount,
+    OidcGroup,
+    RevokedTicket,
+    UserAccessChange,
+)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -74,6 +83,8 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     access_change = UserAccessChange.objects.create(user_id=member.pk, changed_at=START, reason="signed out")
     directory_account = DirectoryAccount.objects.create(user=member, dn="uid=member,ou=people,dc=example,dc=org")
     audit_event = audit.record(AuditAction.DRAIN, host, changes={"allow_new_sessions": [True, False]})
+    oidc_account = OidcAccount.objects.create(user=member, issuer="https://id.example.org/o", subject="subject-7")
+    oidc_group = OidcGroup.objects.create(group=Group.objects.create(name="Sales"))
     return {
         Workspace: workspace,
         HostPool: pooled_pool,
@@ -92,4 +103,6 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         UserAccessChange: access_change,
         DirectoryAccount: directory_account,
         AuditEvent: audit_event,
+        OidcAccount: oidc_account,
+        OidcGroup: oidc_group,
     }

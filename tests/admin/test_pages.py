@@ -11,7 +11,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    OidcAccount,
+    OidcGroup,
+    RevokedTicket,
+    UserAccessChange,
+)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -19,13 +28,13 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
     UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
-    DirectoryAccount, AuditEvent,
+    DirectoryAccount, AuditEvent, OidcAccount, OidcGroup,
 ]
 READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
              UserAccessChange, AuditEvent]
 # Created by the system, not by hand: hosts join with a registration token, a Desktop comes with its group, a
-# directory account with the user's first directory sign-in.
-NO_ADD = [*READ_ONLY, SessionHost, Desktop, DirectoryAccount]
+# directory account with the user's first directory sign-in, an OIDC account with the first OIDC sign-in.
+NO_ADD = [*READ_ONLY, SessionHost, Desktop, DirectoryAccount, OidcAccount]
 ADDABLE = [model for model in MODELS if model not in NO_ADD]
 
 
@@ -85,6 +94,8 @@ SEARCH_TERMS = {
     UserAccessChange: lambda obj: "signed out",
     DirectoryAccount: lambda obj: "ou=people",
     AuditEvent: lambda obj: obj.object_repr,
+    OidcAccount: lambda obj: "subject-7",
+    OidcGroup: lambda obj: "Sales",
 }
 
 
@@ -139,7 +150,7 @@ class TestReadOnlyModels:
         assert "delete_selected" not in response.content.decode()
 
 
-@pytest.mark.parametrize("model", [SessionHost, Desktop, DirectoryAccount], ids=ids)
+@pytest.mark.parametrize("model", [SessionHost, Desktop, DirectoryAccount, OidcAccount], ids=ids)
 def test_objects_the_system_creates_cannot_be_added_by_hand(model, admin_browser, estate):
     assert admin_browser.get(url(model, "add")).status_code == 403
 
