@@ -37,3 +37,6 @@ class CoreConfig(AppConfig):
         signals.connect()
         directory.connect()  # tells a directory that could not answer from a wrong password
         user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")
+        from core import scopes  # noqa: PLC0415
+        from core.models import Certificate  # noqa: PLC0415
+        scopes.register_object(Certificate, "certificate")  # the scope 'all' only

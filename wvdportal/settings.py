@@ -229,7 +229,7 @@ REST_FRAMEWORK = {
         "core.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.IsStaffOrModelPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.HasRole"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

@@ -17,7 +17,7 @@ from broker.api.views import (
     SessionHostViewSet,
     UserSessionViewSet,
 )
-from core.api.views import ApiTokenViewSet, CertificateViewSet
+from core.api.views import ApiTokenViewSet, CertificateViewSet, RoleAssignmentViewSet, RoleViewSet
 from feed.api.views import (
     ApplicationGroupViewSet,
     AssignmentViewSet,
@@ -39,6 +39,8 @@ router.register("connections", ConnectionViewSet)
 router.register("gatewayinstances", GatewayInstanceViewSet)
 router.register("certificates", CertificateViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("role-assignments", RoleAssignmentViewSet)
+router.register("roles", RoleViewSet, basename="role")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
