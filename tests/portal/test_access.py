@@ -31,8 +31,8 @@ def every_url(estate) -> list[str]:
     return [reverse(f"portal:{p.name}", args=args.get(p.name, [])) for p in portal_urls.urlpatterns]
 
 
-def test_every_route_is_guarded_by_staff_required():
-    unguarded = [p.name for p in portal_urls.urlpatterns if not getattr(p.callback, "portal_staff_only", False)]
+def test_every_route_is_guarded_by_portal_user_required():
+    unguarded = [p.name for p in portal_urls.urlpatterns if not getattr(p.callback, "portal_guarded", False)]
     assert unguarded == []
 
 
