@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -71,6 +71,8 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     revoked_ticket = RevokedTicket.objects.create(jti="3f9d2c1b", expires_at=timezone.now() + timedelta(hours=8))
     access_change = UserAccessChange.objects.create(user_id=member.pk, changed_at=START, reason="signed out")
     directory_account = DirectoryAccount.objects.create(user=member, dn="uid=member,ou=people,dc=example,dc=org")
+    role_assignment = RoleAssignment.objects.create(role="Host Pool Reader", user=member, scope_type="hostpool",
+                                                    scope_id=pooled_pool.pk)
     return {
         Workspace: workspace,
         HostPool: pooled_pool,
@@ -88,4 +90,5 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         RevokedTicket: revoked_ticket,
         UserAccessChange: access_change,
         DirectoryAccount: directory_account,
+        RoleAssignment: role_assignment,
     }

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, UserAccessChange
+from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment, UserAccessChange
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
     UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
-    DirectoryAccount,
+    DirectoryAccount, RoleAssignment,
 ]
 READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
              UserAccessChange]
@@ -84,6 +84,7 @@ SEARCH_TERMS = {
     RevokedTicket: lambda obj: obj.jti,
     UserAccessChange: lambda obj: "signed out",
     DirectoryAccount: lambda obj: "ou=people",
+    RoleAssignment: lambda obj: "Host Pool Reader",
 }
 
 
