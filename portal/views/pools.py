@@ -54,23 +54,22 @@ def _pool_context(request: HttpRequest, pool: HostPool) -> dict:
     return {"pool": pool, "row": row, "hosts": hosts, "groups": groups, "nav": "pools", "live_pool_id": pool.pk}
 
 
+def _object_or_answer(request: HttpRequest, model, pk: int, verb: str, gone: GonePage):
+    """(the object, None) if the user may read it and do ``verb`` to it; else (None, its gone page or a 403)."""
+    obj = readable(request, model.objects.all()).filter(pk=pk).first()
+    if obj is None:
+        return None, gone.answer(request)
+    if not allowed(request, verb, obj):
+        return None, forbidden(request, f"{verb} {model._meta.verbose_name} {obj.name}")
+    return obj, None
+
+
 def _pool_or_answer(request: HttpRequest, pk: int, verb: str = "view") -> tuple[HostPool | None, HttpResponse | None]:
-    """The pool if the user may read it (else its gone page) and do ``verb`` to it (else 403)."""
-    pool = readable(request, HostPool.objects.all()).filter(pk=pk).first()
-    if pool is None:
-        return None, POOL_GONE.answer(request)
-    if not allowed(request, verb, pool):
-        return None, forbidden(request, f"{verb} host pool {pool.name}")
-    return pool, None
+    return _object_or_answer(request, HostPool, pk, verb, POOL_GONE)
 
 
 def _host_or_answer(request: HttpRequest, pk: int, verb: str) -> tuple[SessionHost | None, HttpResponse | None]:
-    host = readable(request, SessionHost.objects.all()).filter(pk=pk).first()
-    if host is None:
-        return None, HOST_GONE.answer(request)
-    if not allowed(request, verb, host):
-        return None, forbidden(request, f"{verb} session host {host.name}")
-    return host, None
+    return _object_or_answer(request, SessionHost, pk, verb, HOST_GONE)
 
 
 @portal_user_required

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
@@ -85,3 +86,18 @@ def estate(db, outsider) -> Estate:
             user=outsider, username=outsider.username, application_group=ag, host_pool=pool, session_host=host,
             gateway_instance=gateway, state="ended", end_reason="client_closed")
     return Estate(objects)
+
+
+@pytest.fixture
+def holder(django_user_model, estate, give_role):
+    """holder(role, scope_type, staff=False): a browser signed in as a new user holding that one role at side
+    1's object of that scope type (at 'all': everything)."""
+
+    def _holder(role_name: str, scope_type: str, staff: bool = False) -> Client:
+        user = django_user_model.objects.create_user("delegate", is_staff=staff)
+        give_role(user, role_name, estate.scope(scope_type))
+        browser = Client()
+        browser.force_login(user)
+        return browser
+
+    return _holder

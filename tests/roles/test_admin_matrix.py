@@ -40,13 +40,9 @@ def delegate(django_user_model, estate):
 
 @pytest.mark.parametrize(("role_name", "scope_type"), ROLE_SCOPES)
 def test_every_role_at_every_scope_sees_and_does_exactly_what_it_grants_in_the_admin(
-    estate, delegate, give_role, role_name, scope_type
+    estate, holder, role_name, scope_type
 ):
-    role = ROLES[role_name]
-    give_role(delegate, role_name, estate.scope(scope_type))
-    browser = Client()
-    browser.force_login(delegate)
-    wrong: list[str] = []
+    role, browser, wrong = ROLES[role_name], holder(role_name, scope_type, staff=True), []
 
     for kind, model in KINDS.items():
         response = browser.get(admin_url(model, "changelist"))

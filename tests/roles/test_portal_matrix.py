@@ -49,13 +49,9 @@ def delegate(django_user_model, estate):
 
 @pytest.mark.parametrize(("role_name", "scope_type"), ROLE_SCOPES)
 def test_every_role_at_every_scope_sees_and_does_exactly_what_it_grants_in_the_portal(
-    estate, delegate, give_role, role_name, scope_type
+    estate, holder, role_name, scope_type
 ):
-    role = ROLES[role_name]
-    give_role(delegate, role_name, estate.scope(scope_type))
-    browser = Client()
-    browser.force_login(delegate)
-    wrong: list[str] = []
+    role, browser, wrong = ROLES[role_name], holder(role_name, scope_type), []
 
     assert browser.get(reverse("portal:dashboard")).status_code == 200  # any role opens the portal
 
