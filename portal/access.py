@@ -48,6 +48,21 @@ def forbidden(request: HttpRequest, what: str = "") -> HttpResponse:
     return render(request, "portal/forbidden.html", {"what": what}, status=403)
 
 
+def template_context(request: HttpRequest) -> dict:
+    """``portal_user`` for every template: whether the signed-in user may use the portal (a role, or a
+    superuser), which shows the portal's link, sidebar and live updates. Asked only when a template uses it,
+    and then once per request."""
+
+    def portal_user() -> bool:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        held = grants(request)
+        return held.superuser or bool(held.held)
+
+    return {"portal_user": portal_user}
+
+
 def portal_user_required(view: View) -> View:
     """Anonymous visitors go to the login page; signed-in users holding no role get 403."""
 

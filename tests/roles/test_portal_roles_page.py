@@ -64,3 +64,14 @@ def test_only_superusers_manage_roles_in_the_portal(estate, django_user_model, g
     assert client.post(reverse("portal:role-remove", args=[other.pk])).status_code == 403
     assert RoleAssignment.objects.count() == 2
     assert "portal/roles/" not in client.get(reverse("portal:dashboard")).content.decode()
+
+
+def test_the_portal_link_sidebar_and_live_updates_follow_the_roles_not_staff(estate, django_user_model, give_role):
+    reader = django_user_model.objects.create_user("reader")
+    give_role(reader, "Host Pool Reader", estate["p1"])
+    staff = django_user_model.objects.create_user("staff", is_staff=True)
+    with_role, without = browser(reader), browser(staff)
+    assert "Admin portal" in with_role.get(reverse("feed:home")).content.decode()
+    assert "Admin portal" not in without.get(reverse("feed:home")).content.decode()
+    dashboard = with_role.get(reverse("portal:dashboard")).content.decode()
+    assert 'data-live-url="/ws/portal/"' in dashboard and 'aria-label="Portal"' in dashboard
