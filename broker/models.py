@@ -27,7 +27,8 @@ from broker.choices import (
     UserSessionState,
 )
 from broker.rdpproperties import RdpPropertiesError, parse_rdp_properties
-from core import metrics
+from core import audit, metrics
+from core.choices import AuditAction
 from core.hashing import hash_secret
 from core.models import Certificate
 from core.validators import one_line, plain_text
@@ -117,15 +118,19 @@ class HostPool(models.Model):
             raise ValidationError("A registration token must live for a positive time.")
         token = REGISTRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = timezone.now() + lifetime
-        HostPool.objects.filter(pk=self.pk).update(
-            registration_token_hash=hash_secret(token), registration_token_expires_at=expires_at
-        )
+        with transaction.atomic():  # the token and its audit event (who issued it; never the token) together
+            HostPool.objects.filter(pk=self.pk).update(
+                registration_token_hash=hash_secret(token), registration_token_expires_at=expires_at
+            )
+            audit.record(AuditAction.REGISTRATION_TOKEN_ISSUE, self, detail=f"expires {expires_at.isoformat()}")
         self.registration_token_hash = hash_secret(token)
         self.registration_token_expires_at = expires_at
         return token, expires_at
 
     def revoke_registration_token(self) -> None:
-        HostPool.objects.filter(pk=self.pk).update(registration_token_hash="", registration_token_expires_at=None)
+        with transaction.atomic():
+            HostPool.objects.filter(pk=self.pk).update(registration_token_hash="", registration_token_expires_at=None)
+            audit.record(AuditAction.REGISTRATION_TOKEN_REVOKE, self)
         self.registration_token_hash = ""
         self.registration_token_expires_at = None
 
@@ -222,9 +227,14 @@ class SessionHost(models.Model):
 
     def set_allow_new_sessions(self, allow: bool) -> None:
         """Drain mode on (False) or off (True). A save of just these columns, so listeners (the portal's
-        live view) hear of it and nothing the agent updates meanwhile is overwritten."""
+        live view) hear of it and nothing the agent updates meanwhile is overwritten. Recorded in the audit
+        log with who asked (core/audit.py)."""
+        before = self.allow_new_sessions
         self.allow_new_sessions = allow
-        self.save(update_fields=["allow_new_sessions", "updated_at"])
+        with transaction.atomic():
+            self.save(update_fields=["allow_new_sessions", "updated_at"])
+            audit.record(AuditAction.UNDRAIN if allow else AuditAction.DRAIN, self,
+                         changes={"allow_new_sessions": [before, allow]})
 
     # --- registration: who may take the host's name --------------------------------------------------
     #
@@ -269,6 +279,7 @@ class SessionHost(models.Model):
             self.marked_for_replacement_at, self.marked_for_replacement_by = timezone.now(), by
             # A save of just these columns: listeners (the portal's live view) hear of it.
             self.save(update_fields=["marked_for_replacement_at", "marked_for_replacement_by", "updated_at"])
+            audit.record(AuditAction.REPLACEMENT_MARK, self)
         return True
 
     def cancel_replacement(self) -> bool:
@@ -280,6 +291,7 @@ class SessionHost(models.Model):
             if not current.is_marked_for_replacement:
                 return False
             self.save(update_fields=["marked_for_replacement_at", "marked_for_replacement_by", "updated_at"])
+            audit.record(AuditAction.REPLACEMENT_CANCEL, self)
         return True
 
     def accept_registration(self, certificate: Certificate) -> Certificate | None:

@@ -1,4 +1,5 @@
-"""Django admin for the shared models (certificates, API tokens) and the helpers every app's admin uses."""
+"""Django admin for the shared models (certificates, API tokens, the audit log) and the helpers every app's
+admin uses."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -19,8 +21,18 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
+from core import audit
 from core.authorization import ADD, CHANGE, DELETE, VIEW, action_for, grants_for_request
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment, UserAccessChange
+from core.choices import AuditAction
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    RevokedTicket,
+    RoleAssignment,
+    UserAccessChange,
+)
 from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)
@@ -336,7 +348,9 @@ class ApiTokenAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
-            token.revoke()
+            with transaction.atomic():
+                if token.revoke():
+                    audit.record(AuditAction.TOKEN_REVOKE, token, request=request)
             self.log_change(request, token, "Revoked")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
@@ -408,3 +422,16 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class GroupAdmin(SuperuserOnlyAdminMixin, auth_admin.GroupAdmin):
     """Django's group admin, for superusers only: a group's members hold the roles given to it."""
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
+    """The audit log (core/audit.py): read-only here as everywhere; rows leave only by the retention purge."""
+
+    list_display = ["at", "actor_name", "credential", "action", "result", "object_type", "object_repr",
+                    "client_address", "surface"]
+    list_filter = ["action", "surface", "credential", "result", "at"]
+    search_fields = ["actor_name", "object_repr", "=object_id", "=request_id", "client_address"]
+    ordering = ["-at", "-id"]
+    date_hierarchy = "at"
+    actions = None  # not even "delete selected"

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import post_migrate, pre_migrate
 
 from core.dbrules import ensure_rules, suspend_rules
@@ -32,11 +32,13 @@ class CoreConfig(AppConfig):
         # Here, not at the top (Django's convention): both modules need models, which exist once apps are
         # ready. What takes a user's access away (sign-out, password, deactivation, groups), and the sign-in
         # throttle's log of failures.
-        from core import directory, signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
+        from core import audit, directory, signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
 
         signals.connect()
         directory.connect()  # tells a directory that could not answer from a wrong password
         user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")
         from core import scopes  # noqa: PLC0415
-        from core.models import Certificate  # noqa: PLC0415
+        from core.models import AuditEvent, Certificate  # noqa: PLC0415
         scopes.register_object(Certificate, "certificate")  # the scope 'all' only
+        scopes.register_object(AuditEvent, "auditevent")  # the scope 'all' only
+        user_logged_in.connect(audit.record_staff_sign_in, dispatch_uid="wvd-audit-staff-sign-in")

@@ -1,4 +1,4 @@
-"""Filters for the certificate, API-token and role-assignment lists (``?field=value``)."""
+"""Filters for the certificate, API-token, role-assignment and audit-event lists (``?field=value``)."""
 from __future__ import annotations
 
 import django_filters
@@ -7,8 +7,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.api.filters import DateTimeFromToRangeFilter
-from core.choices import CertificatePurpose
-from core.models import ApiToken, Certificate, RoleAssignment
+from core.choices import AuditAction, AuditSurface, CertificatePurpose
+from core.models import ApiToken, AuditEvent, Certificate, RoleAssignment
 from core.roles import ROLE_CHOICES, ScopeType
 
 
@@ -58,3 +58,21 @@ class RoleAssignmentFilterSet(django_filters.FilterSet):
     class Meta:
         model = RoleAssignment
         fields = ["role", "scope_type", "scope_id", "user", "group"]
+
+
+class AuditEventFilterSet(django_filters.FilterSet):
+    """The audit log by who, what, which object and when (``at_after`` / ``at_before``, ISO 8601)."""
+
+    actor = django_filters.CharFilter(field_name="actor_name", lookup_expr="iexact", label="User name (exact)")
+    actor_id = RowIdFilter(field_name="actor_id", label="User id")
+    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    surface = django_filters.MultipleChoiceFilter(choices=AuditSurface.choices)
+    object_type = django_filters.CharFilter(lookup_expr="iexact", label="app_label.model, e.g. broker.sessionhost")
+    object_id = django_filters.CharFilter(max_length=64)
+    result = django_filters.CharFilter(max_length=20)
+    request_id = django_filters.CharFilter(max_length=64)
+    at = DateTimeFromToRangeFilter(label="Recorded between (at_after, at_before)")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "actor_id", "action", "surface", "object_type", "object_id", "result", "request_id", "at"]

@@ -1,17 +1,17 @@
 """Models shared by every app: issued certificates, API tokens, access changes, directory accounts, role
-assignments."""
+assignments, the audit log."""
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.utils import timezone
 
-from core.choices import CertificatePurpose
 from core import scopes
+from core.choices import AuditAction, AuditCredential, AuditSurface, CertificatePurpose
 from core.hashing import hash_secret
 from core.roles import ROLE_CHOICES, ROLES, ScopeType
 
@@ -104,10 +104,12 @@ class ApiToken(models.Model):
     def is_usable(self) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
 
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=self.revoked_at)
+    def revoke(self) -> bool:
+        """Refuse the token from now on; False when it was revoked already."""
+        if self.revoked_at is not None:
+            return False
+        self.revoked_at = timezone.now()
+        return bool(ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=self.revoked_at))
 
 
 class RevokedTicket(models.Model):
@@ -225,3 +227,79 @@ class RoleAssignment(models.Model):
                                                   scope_type=self.scope_type, scope_id=self.scope_id)
         if duplicate.exclude(pk=self.pk).exists():
             raise ValidationError("This principal already holds this role at this scope.")
+
+
+class AuditLogIsAppendOnly(PermissionDenied):
+    """An audit event is written once and never changed; only the retention purge removes old ones."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Append-only: ``update()`` and ``delete()`` refuse. The one way rows leave is ``purge_before``
+    (retention, WVD_AUDIT_RETENTION_DAYS)."""
+
+    def update(self, **kwargs):
+        raise AuditLogIsAppendOnly("Audit events cannot be changed.")
+
+    def delete(self):
+        raise AuditLogIsAppendOnly("Audit events cannot be deleted (only purged after WVD_AUDIT_RETENTION_DAYS).")
+
+    def purge_before(self, cutoff, batch: int = 5000) -> int:
+        """Delete the events recorded before ``cutoff``, a batch per statement so no transaction grows with
+        the table. Returns how many."""
+        deleted = 0
+        while True:
+            ids = list(self.filter(at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            # A plain QuerySet, past this class's refusal: the retention purge is the one deleter.
+            deleted += models.QuerySet(self.model, using=self.db).filter(pk__in=ids).delete()[0]
+
+
+class AuditEvent(models.Model):
+    """One thing an administrator (or the system) did: who, how they signed in, what, to which object,
+    which fields changed (secrets masked), when and from where (core/audit.py records them; docs/audit.md).
+
+    The actor is kept as text (their id and name at the time), with no foreign key, so the record outlives
+    the account; so is the object. Rows are never updated or deleted through the ORM (AuditEventQuerySet).
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=40, choices=AuditAction.choices, db_index=True)
+    result = models.CharField(max_length=20, default="ok",
+                              help_text="ok, or what a host command got instead: failed, unsupported, offline, "
+                                        "timeout.")
+    actor_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True,
+                                              help_text="The user's id; empty for the system.")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="The user's name at the time.")
+    credential = models.CharField(max_length=20, choices=AuditCredential.choices, default=AuditCredential.NONE)
+    token_id = models.PositiveBigIntegerField(null=True, blank=True, help_text="The API token used, if any.")
+    token_name = models.CharField(max_length=220, blank=True, help_text="Its prefix and description.")
+    surface = models.CharField(max_length=20, choices=AuditSurface.choices, default=AuditSurface.SYSTEM)
+    object_type = models.CharField(max_length=100, blank=True, help_text="app_label.model, e.g. broker.sessionhost")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True,
+                               help_text="Field name -> [before, after]; secrets are masked.")
+    detail = models.CharField(max_length=500, blank=True)
+    client_address = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=256, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, db_index=True,
+                                  help_text="Shared by every event of one HTTP request (its X-Request-ID answer).")
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        who = self.actor_name or "system"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_repr}".strip()
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("Audit events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogIsAppendOnly("Audit events cannot be deleted (only purged after WVD_AUDIT_RETENTION_DAYS).")

@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "connection": ("view",),
     "gatewayinstance": ("view",),
     "certificate": ("view",),
+    "auditevent": ("view",),  # the audit log (core/audit.py): in no scope but 'all'
 }
 ACTIONS: frozenset[str] = frozenset(f"{kind}.{verb}" for kind, verbs in KINDS.items() for verb in verbs)
 

@@ -1,4 +1,5 @@
-"""Celery tasks of the control plane's core: thin wrappers over core.ca, core.tickets and core.directory.
+"""Celery tasks of the control plane's core: thin wrappers over core.ca, core.tickets, core.directory and the
+audit log's retention.
 
 Only transient failures (the database unreachable or dropping the connection) are retried; a CAError is
 final, so retrying could never help.
@@ -8,9 +9,12 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from core import ca, directory, tickets
+from core.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +50,14 @@ def sync_directory_users() -> dict:
     longer has (core.directory.sync_directory). A user deleted here meanwhile is skipped by the query."""
     result = directory.sync_directory()
     return {"refreshed": result.refreshed, "deactivated": result.deactivated, "unavailable": result.unavailable}
+
+
+@shared_task(name=NAME_PREFIX + "purge_old_audit_events", **RETRY)
+def purge_old_audit_events() -> int:
+    """Delete the audit events recorded longer ago than WVD_AUDIT_RETENTION_DAYS, in batches; returns how
+    many. Rows a concurrent run deleted are simply not counted twice."""
+    cutoff = timezone.now() - settings.AUDIT_RETENTION
+    deleted = AuditEvent.objects.purge_before(cutoff)
+    if deleted:
+        logger.info("purged %d audit event(s) recorded before %s", deleted, cutoff.isoformat())
+    return deleted

@@ -1,5 +1,6 @@
 """Actions that reach a session host through its channel: the service functions behind the admin's
-buttons, the portal and the API. Each returns the agent's result, or "offline" / "timeout" when none came.
+buttons, the portal and the API. Each returns the agent's result, or "offline" / "timeout" when none came,
+and records it in the audit log (core/audit.py: who asked is the request being handled), whatever it was.
 
 ``request_command`` is the one way to send a command and wait for its answer: it checks the arguments, answers
 "offline" at once when no consumer holds the host's channel, and otherwise exchanges the command over the
@@ -21,7 +22,9 @@ from django.utils import timezone
 from broker.choices import UserSessionState
 from broker.hostbus import DEFAULT_COMMAND_TIMEOUT, CommandResult, aexchange
 from broker.models import SessionHost, UserSession
+from core import audit
 from core.access import access_changed
+from core.choices import AuditAction
 from core.models import ApiToken
 from hostagent.models import HostChannel
 from wire import hostchannel
@@ -65,6 +68,7 @@ def log_off_user_session(user_session: UserSession, *, timeout: float = DEFAULT_
     if result.ok:
         UserSession.objects.filter(pk=user_session.pk).delete()
     _log("log off", user_session, result)
+    _audit(AuditAction.LOGOFF, user_session, result)
     return result
 
 
@@ -75,6 +79,7 @@ def disconnect_user_session(user_session: UserSession, *, timeout: float = DEFAU
     if result.ok:
         UserSession.objects.filter(pk=user_session.pk).update(state=UserSessionState.DISCONNECTED)
     _log("disconnect", user_session, result)
+    _audit(AuditAction.DISCONNECT, user_session, result)
     return result
 
 
@@ -84,6 +89,8 @@ def send_message_to_user_session(user_session: UserSession, title: str, text: st
     result = request_command(user_session.session_host_id, "message",
                              {"session_id": user_session.session_id, "title": title, "text": text}, timeout=timeout)
     _log("message", user_session, result)
+    # The title only: the text is the user's to read, and may be long.
+    _audit(AuditAction.MESSAGE, user_session, result, detail=f"title: {title}" if title else "")
     return result
 
 
@@ -110,9 +117,12 @@ def sign_out_everywhere(user, *, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> Si
     ended = _end_web_sessions(user.pk)
     results = [(session, log_off_user_session(session, timeout=timeout))
                for session in UserSession.objects.filter(user=user).select_related("session_host")]
+    logged_off = sum(1 for _, result in results if result.ok)
     log.info("signed %s out everywhere: %d API token(s) revoked, %d web session(s) ended, %d of %d host "
-             "session(s) logged off", user.get_username(), revoked, ended,
-             sum(1 for _, result in results if result.ok), len(results))
+             "session(s) logged off", user.get_username(), revoked, ended, logged_off, len(results))
+    audit.record(AuditAction.SIGN_OUT_EVERYWHERE, user,
+                 detail=f"{revoked} API token(s) revoked, {ended} browser sign-in(s) ended, {logged_off} of "
+                        f"{len(results)} host session(s) logged off")
     return SignOutReport(api_tokens_revoked=revoked, web_sessions_ended=ended, user_sessions=results)
 
 
@@ -129,7 +139,16 @@ def renew_host_certificate(session_host: SessionHost, *, timeout: float = 60.0) 
     """Have the agent make a new key and get a new certificate now."""
     result = request_command(session_host.pk, "renew-certificate", {}, timeout=timeout)
     log.info("renew certificate of host %s: %s %s", session_host.pk, result.status, result.message)
+    audit.record(AuditAction.CERTIFICATE_RENEW, session_host, result=result.status, detail=result.message)
     return result
+
+
+def _audit(action: str, user_session: UserSession, result: CommandResult, detail: str = "") -> None:
+    """What was asked of the session and what the agent answered (or that none did)."""
+    message = f"{detail}; {result.message}" if detail and result.message else detail or result.message
+    audit.record(action, user_session, result=result.status, detail=message,
+                 object_repr=f"{user_session.username} session {user_session.session_id} on host "
+                             f"{user_session.session_host_id}")
 
 
 def _log(action: str, user_session: UserSession, result: CommandResult) -> None:

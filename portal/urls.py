@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from portal.views import connections, dashboard, groups, pools, roles, sessions, workspaces
+from portal.views import audit, connections, dashboard, groups, pools, sessions, workspaces
 
 app_name = "portal"
 
@@ -39,4 +40,5 @@ urlpatterns = [
     path("portal/connections/<uuid:activity_id>/", connections.connection_detail, name="connection-detail"),
     path("portal/roles/", roles.role_list, name="roles"),
     path("portal/roles/<int:pk>/remove/", roles.role_remove, name="role-remove"),
+    path("portal/audit/", audit.audit_list, name="audit"),
 ]

@@ -80,7 +80,8 @@ CONTENT_SECURITY_POLICY = {
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, its site recording every add, change and delete in the audit log (core/adminsite.py).
+    "core.adminconfig.AuditedAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -112,6 +113,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who and from where for the audit log (core/audit.py), and the request id every event of a request shares.
+    "core.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a sign-in the throttle refused into its 429 (Django's admin login has no other way).
@@ -301,6 +304,8 @@ CONNECTION_RESERVATION_TIMEOUT = timedelta(
 )
 # Connection records older than this (by when they ended) are deleted by a daily task; open ones are kept.
 CONNECTION_RETENTION = timedelta(days=env_int("WVD_CONNECTION_RETENTION_DAYS", 90, minimum=1, maximum=3650))
+# Audit events older than this are deleted by an hourly task, in batches (core/audit.py, docs/audit.md).
+AUDIT_RETENTION = timedelta(days=env_int("WVD_AUDIT_RETENTION_DAYS", 365, minimum=1, maximum=36500))
 if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT:
     raise ImproperlyConfigured(
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
@@ -421,6 +426,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "broker-purge-old-connections": {
         "task": "broker.tasks.purge_old_connections",
+        "schedule": timedelta(hours=1),
+    },
+    "purge-old-audit-events": {
+        "task": "wvdportal.tasks.purge_old_audit_events",
         "schedule": timedelta(hours=1),
     },
 }

@@ -18,6 +18,8 @@ from broker.api.views import (
     UserSessionViewSet,
 )
 from core.api.views import ApiTokenViewSet, CertificateViewSet, RoleAssignmentViewSet, RoleViewSet
+from core.api.audit import AuditEventViewSet
+from core.api.views import ApiTokenViewSet, CertificateViewSet
 from feed.api.views import (
     ApplicationGroupViewSet,
     AssignmentViewSet,
@@ -41,6 +43,7 @@ router.register("certificates", CertificateViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
 router.register("role-assignments", RoleAssignmentViewSet)
 router.register("roles", RoleViewSet, basename="role")
+router.register("audit", AuditEventViewSet)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from core import audit
 from core.api.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -19,6 +21,7 @@ from core.api.serializers import (
     RoleSerializer,
 )
 from core.api.viewsets import ApiViewSetMixin, ManagementViewSet, ReadOnlyViewSet
+from core.choices import AuditAction
 from core.filtersets import ApiTokenFilterSet, CertificateFilterSet, RoleAssignmentFilterSet
 from core.models import ApiToken, Certificate, RoleAssignment
 from core.roles import ROLES
@@ -74,7 +77,11 @@ class ApiTokenViewSet(
         hours = params.validated_data["lifetime_hours"]
         lifetime = timedelta(hours=hours) if hours else None
         self._refuse_outliving_the_caller(request, lifetime)
-        token, key = ApiToken.issue(request.user, description=params.validated_data["description"], lifetime=lifetime)
+        with transaction.atomic():
+            token, key = ApiToken.issue(request.user, description=params.validated_data["description"],
+                                        lifetime=lifetime)
+            audit.record(AuditAction.TOKEN_ISSUE, token, request=request,
+                         detail=f"expires {token.expires_at.isoformat() if token.expires_at else 'never'}")
         log.info("API token %s… issued to %s, expires %s", token.prefix, request.user, token.expires_at or "never")
         token.token = key  # Read by ApiTokenCreatedSerializer; never stored.
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
@@ -99,7 +106,9 @@ class ApiTokenViewSet(
     )
     def destroy(self, request, *args, **kwargs) -> Response:
         token = self.get_object()
-        token.revoke()
+        with transaction.atomic():
+            if token.revoke():
+                audit.record(AuditAction.TOKEN_REVOKE, token, request=request)
         log.info("API token %s… of %s revoked by %s", token.prefix, token.user, request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

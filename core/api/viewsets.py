@@ -1,11 +1,12 @@
 """Base viewsets every app's API builds on: safe JSON parsing, documented error answers,
-writes in a transaction."""
+writes in a transaction, each recorded in the audit log in that same transaction."""
 from __future__ import annotations
 
 from django.db import transaction
 from rest_framework import mixins, viewsets
 from rest_framework.parsers import FormParser, MultiPartParser
 
+from core import audit
 from core.api.parsers import JSONParser
 from core.api.schema import ApiAutoSchema
 from core.authorization import grants_for_request
@@ -26,7 +27,8 @@ class ApiViewSetMixin:
 
 
 class AtomicWritesMixin:
-    """Each write in its own transaction (a savepoint inside an outer one).
+    """Each write in its own transaction (a savepoint inside an outer one), recorded in the audit log
+    (core/audit.py) inside it: a write the database refuses leaves no event, and no write goes unrecorded.
 
     A write can touch several rows (an application group and its Desktop, a deletion's cascade); and
     when the database refuses one (an IntegrityError from a race or a database rule), the savepoint
@@ -38,13 +40,17 @@ class AtomicWritesMixin:
     def perform_create(self, serializer) -> None:
         with transaction.atomic():
             super().perform_create(serializer)
+            audit.record_saved(serializer.instance, None, request=self.request)
 
     def perform_update(self, serializer) -> None:
         with transaction.atomic():
+            before = audit.snapshot(serializer.instance)  # save() changes this very instance
             super().perform_update(serializer)
+            audit.record_saved(serializer.instance, before, request=self.request)
 
     def perform_destroy(self, instance) -> None:
         with transaction.atomic():
+            audit.record_deleted(instance, request=self.request)  # before: afterwards it has no id
             super().perform_destroy(instance)
 
 

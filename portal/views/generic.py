@@ -16,6 +16,7 @@ from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
 from django.views import View
 
+from core import audit
 from core.authorization import ADD, CHANGE, action_for
 from portal.access import allowed, forbidden, grants, portal_user_required, readable
 from portal.views.responses import GonePage, Link, form_page
@@ -160,8 +161,11 @@ class ObjectEditView(View):
         """Save a valid form; a database rule that only the database could see (a race with another admin,
         a trigger) becomes a form error instead of a 500."""
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # the change and its audit event (core/audit.py) together
+                before = audit.saved_state(form.instance)  # the form has applied the new values to the instance
                 form.save()
+                audit.record_saved(form.instance, before, request=self.request,
+                                   extra_changes=audit.many_to_many_changes(form))
         except IntegrityError as exc:
             log.info("portal save of %s refused by the database: %s", form.instance._meta.label, exc)
             form.add_error(None, integrity_message(exc))

@@ -8,12 +8,14 @@ import re
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from core import audit
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp
 from portal import forms
 from core.authorization import grants_for_request
@@ -171,7 +173,9 @@ def assignment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     who = assignment.user or assignment.group
     if not allowed(request, "delete", assignment):
         return forbidden(request, f"remove assignments from {group.name}")
-    assignment.delete()
+    with transaction.atomic():
+        audit.record_deleted(assignment, request=request)
+        assignment.delete()
     log.info("%s removed %s from %s", request.user, who, group.name)
     messages.success(request, f"{who} is no longer assigned to {group.name}.")
     return redirect("portal:group-detail", pk=group.pk)

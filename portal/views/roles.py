@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from core import scopes
+from core import audit, scopes
 from core.models import RoleAssignment
 from core.roles import ROLES
 from portal import forms
@@ -39,8 +39,9 @@ def role_list(request: HttpRequest) -> HttpResponse:
     form = forms.RoleAssignmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # the grant and its audit event (core/audit.py) together
                 assignment = form.save()
+                audit.record_saved(assignment, None, request=request)
         except IntegrityError as exc:
             form.add_error(None, f"The role could not be given: {exc}")
         else:
@@ -64,7 +65,9 @@ def role_remove(request: HttpRequest, pk: int) -> HttpResponse:
     if assignment is None:
         messages.info(request, "That role assignment had already been removed.")
     else:
-        assignment.delete()
+        with transaction.atomic():
+            audit.record_deleted(assignment, request=request)
+            assignment.delete()
         log.info("%s took away %s", request.user, assignment)
         messages.success(request, f"Taken away: {assignment}.")
     return redirect("portal:roles")

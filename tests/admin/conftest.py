@@ -9,7 +9,17 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment, UserAccessChange
+from core import audit
+from core.choices import AuditAction
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    RevokedTicket,
+    RoleAssignment,
+    UserAccessChange,
+)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -73,6 +83,7 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     directory_account = DirectoryAccount.objects.create(user=member, dn="uid=member,ou=people,dc=example,dc=org")
     role_assignment = RoleAssignment.objects.create(role="Host Pool Reader", user=member, scope_type="hostpool",
                                                     scope_id=pooled_pool.pk)
+    audit_event = audit.record(AuditAction.DRAIN, host, changes={"allow_new_sessions": [True, False]})
     return {
         Workspace: workspace,
         HostPool: pooled_pool,
@@ -91,4 +102,5 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         UserAccessChange: access_change,
         DirectoryAccount: directory_account,
         RoleAssignment: role_assignment,
+        AuditEvent: audit_event,
     }

@@ -11,7 +11,15 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import ApiToken, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment, UserAccessChange
+from core.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    DirectoryAccount,
+    RevokedTicket,
+    RoleAssignment,
+    UserAccessChange,
+)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -19,10 +27,10 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
     UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
-    DirectoryAccount, RoleAssignment,
+    DirectoryAccount, RoleAssignment, AuditEvent,
 ]
 READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
-             UserAccessChange]
+             UserAccessChange, AuditEvent]
 # Created by the system, not by hand: hosts join with a registration token, a Desktop comes with its group, a
 # directory account with the user's first directory sign-in.
 NO_ADD = [*READ_ONLY, SessionHost, Desktop, DirectoryAccount]
@@ -85,6 +93,7 @@ SEARCH_TERMS = {
     UserAccessChange: lambda obj: "signed out",
     DirectoryAccount: lambda obj: "ou=people",
     RoleAssignment: lambda obj: "Host Pool Reader",
+    AuditEvent: lambda obj: obj.object_repr,
 }
 
 

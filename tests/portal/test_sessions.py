@@ -10,6 +10,7 @@ from django.urls import reverse
 from lxml import html
 
 from broker.models import UserSession
+from core.models import AuditEvent
 from tests.hostagent.conftest import AgentPeer
 from tests.portal.conftest import browser, posting_in_a_thread
 from wire import hostchannel
@@ -96,6 +97,10 @@ async def test_log_off_reaches_the_agent_and_the_admin_sees_its_answer(admin_use
     assert "Log off: done for member's session 7 on host-a. Logged off member (session 7)." in \
         shown_messages(response)
     assert not await database_sync_to_async(UserSession.objects.filter(pk=session.pk).exists)()
+    # The audit log has it, with the agent's answer and who asked (core/audit.py: the request in context).
+    recorded = await database_sync_to_async(lambda: list(
+        AuditEvent.objects.filter(action="logoff").values_list("result", "actor_name", "surface", "object_id")))()
+    assert recorded == [("ok", "admin", "portal", str(session.pk))]
     await agent.close()
 
 
@@ -121,4 +126,7 @@ async def test_a_message_reaches_the_session_and_a_refusal_is_reported(admin_use
     assert ("Disconnect for member's session 7 on host-a failed: the host's agent does not support this "
             "(xrdp cannot disconnect sessions).") in shown_messages(await answer)
     assert (await database_sync_to_async(UserSession.objects.get)(pk=session.pk)).state == "active"
+    recorded = await database_sync_to_async(lambda: list(
+        AuditEvent.objects.filter(action__in=["message", "disconnect"]).order_by("id").values_list("action", "result")))()
+    assert recorded == [("message", "ok"), ("disconnect", "unsupported")]
     await agent.close()

@@ -171,3 +171,25 @@ def test_the_roles_table_lists_every_role_with_its_actions_and_scopes(member_api
     assert one.status_code == 200 and one.json()["actions"] == ["hostpool.view", "sessionhost.drain",
                                                                 "sessionhost.view"]
     assert member_api.get("/api/v1/roles/Owner/").status_code == 404
+
+
+def test_the_audit_log_is_read_by_readers_of_everything_only(estate, delegate, give_role):
+    from django.test import Client  # noqa: PLC0415
+    from django.urls import reverse  # noqa: PLC0415
+
+    from core import audit  # noqa: PLC0415
+    from core.choices import AuditAction  # noqa: PLC0415
+
+    event = audit.record(AuditAction.DRAIN, estate["h1"], changes={"allow_new_sessions": [True, False]})
+    api, browser = api_for(delegate), Client()
+    browser.force_login(delegate)
+    assert api.get("/api/v1/audit/").status_code == 403
+    # The audit log lies in no scope but 'all': a reader of one pool reads none of it, even of that pool.
+    pool_reader = give_role(delegate, "Desktop Virtualization Reader", estate["p1"])
+    assert api.get("/api/v1/audit/").json()["count"] == 0
+    assert api.get(f"/api/v1/audit/{event.pk}/").status_code == 404
+    pool_reader.delete()
+    give_role(delegate, "Desktop Virtualization Reader")
+    assert [row["id"] for row in api.get("/api/v1/audit/").json()["results"]] == [event.pk]
+    assert api.get("/api/v1/audit/?format=csv").status_code == 200
+    assert browser.get(reverse("portal:audit")).status_code == 200

@@ -28,10 +28,14 @@ def test_a_superuser_gives_a_role_to_a_group_and_its_member_gets_the_portal(admi
     page = admin.get(reverse("portal:roles")).content.decode()
     assert "User Session Operator" in page and "helpdesk" in page and "p1" in page
 
+    from core.models import AuditEvent  # noqa: PLC0415
+
+    assert AuditEvent.objects.filter(action="role_grant", actor_name="admin", object_id=str(given.pk)).exists()
     operator = browser(agent)
     assert operator.get(reverse("portal:sessions")).status_code == 200
     assert admin.post(reverse("portal:role-remove", args=[given.pk])).status_code == 302
     assert not RoleAssignment.objects.exists()
+    assert AuditEvent.objects.filter(action="role_revoke", object_id=str(given.pk)).exists()
     assert operator.get(reverse("portal:sessions")).status_code == 403
 
 

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('wvdportal', '0005_directoryaccount'),
+        ('wvdportal', '0006_auditevent'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
