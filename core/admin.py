@@ -24,15 +24,8 @@ from django.utils.html import format_html
 from core import audit
 from core.authorization import ADD, CHANGE, DELETE, VIEW, action_for, grants_for_request
 from core.choices import AuditAction
-from core.models import (
-    ApiToken,
-    AuditEvent,
-    Certificate,
-    DirectoryAccount,
-    RevokedTicket,
-    RoleAssignment,
-    UserAccessChange,
-)
+from core.models import (ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment,
+                         UserAccessChange)
 from core.signin import AdminSignInForm
 
 logger = logging.getLogger(__name__)

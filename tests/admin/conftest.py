@@ -11,15 +11,8 @@ from django.utils import timezone
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
 from core import audit
 from core.choices import AuditAction
-from core.models import (
-    ApiToken,
-    AuditEvent,
-    Certificate,
-    DirectoryAccount,
-    RevokedTicket,
-    RoleAssignment,
-    UserAccessChange,
-)
+from core.models import (ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment,
+                         UserAccessChange)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 START = timezone.now().replace(microsecond=0) - timedelta(days=1)

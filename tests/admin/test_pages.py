@@ -11,15 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, SessionHostStatusChange, UserSession
-from core.models import (
-    ApiToken,
-    AuditEvent,
-    Certificate,
-    DirectoryAccount,
-    RevokedTicket,
-    RoleAssignment,
-    UserAccessChange,
-)
+from core.models import (ApiToken, AuditEvent, Certificate, DirectoryAccount, RevokedTicket, RoleAssignment,
+                         UserAccessChange)
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
 pytestmark = pytest.mark.django_db
