@@ -19,7 +19,13 @@ from broker.models import (
     SessionHostStatusChange,
     UserSession,
 )
-from core.admin import ReadOnlyAdminMixin, show_secrets_once
+from core.admin import (
+    ReadOnlyAdminMixin,
+    RoleAdminMixin,
+    RoleInlineMixin,
+    SuperuserOnlyAdminMixin,
+    show_secrets_once,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +40,10 @@ def _seconds(delta: timedelta | None) -> str:
     return "-" if delta is None else f"{delta.total_seconds():.3f} s"
 
 
-class SessionHostInline(admin.TabularInline):
+class SessionHostInline(RoleInlineMixin, admin.TabularInline):
     """The pool's hosts at a glance; hosts join by registering, and are changed on their own page."""
+
+    role_parent_field = "host_pool"
 
     model = SessionHost
     fields = ["name", "status", "allow_new_sessions", "last_heartbeat_at", "agent_version", "assigned_user"]
@@ -54,7 +62,8 @@ class SessionHostInline(admin.TabularInline):
 
 
 @admin.register(HostPool)
-class HostPoolAdmin(admin.ModelAdmin):
+class HostPoolAdmin(RoleAdminMixin, admin.ModelAdmin):
+    role_verbs = ("token",)
     list_display = [
         "name", "friendly_name", "pool_type", "load_balancer", "max_session_limit", "host_count",
         "start_vm_on_connect", "registration_token_state",
@@ -100,7 +109,7 @@ class HostPoolAdmin(admin.ModelAdmin):
             return f"Valid until {_when(pool.registration_token_expires_at)}"
         return f"Expired {_when(pool.registration_token_expires_at)}"
 
-    @admin.action(description="Generate a registration token (replaces the current one)", permissions=["change"])
+    @admin.action(description="Generate a registration token (replaces the current one)", permissions=["token"])
     def issue_registration_token(self, request: HttpRequest, queryset: QuerySet[HostPool]):
         for pool in queryset:
             token, expires_at = pool.issue_registration_token()
@@ -119,7 +128,7 @@ class HostPoolAdmin(admin.ModelAdmin):
             back_url=reverse("admin:broker_hostpool_changelist"), back_label="Back to host pools",
         )
 
-    @admin.action(description="Revoke the registration token", permissions=["change"])
+    @admin.action(description="Revoke the registration token", permissions=["token"])
     def revoke_registration_token(self, request: HttpRequest, queryset: QuerySet[HostPool]) -> None:
         revoked = 0
         for pool in queryset.exclude(registration_token_hash=""):
@@ -130,7 +139,8 @@ class HostPoolAdmin(admin.ModelAdmin):
 
 
 @admin.register(SessionHost)
-class SessionHostAdmin(admin.ModelAdmin):
+class SessionHostAdmin(RoleAdminMixin, admin.ModelAdmin):
+    role_verbs = ("drain", "replace")
     list_display = [
         "name", "host_pool", "status", "allow_new_sessions", "session_count", "last_heartbeat_at",
         "agent_version", "assigned_user",
@@ -215,11 +225,11 @@ class SessionHostAdmin(admin.ModelAdmin):
             rows, url,
         )
 
-    @admin.action(description="Drain on: allow no new sessions", permissions=["change"])
+    @admin.action(description="Drain on: allow no new sessions", permissions=["drain"])
     def drain_on(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
         self._set_allow_new_sessions(request, queryset, False)
 
-    @admin.action(description="Drain off: allow new sessions", permissions=["change"])
+    @admin.action(description="Drain off: allow new sessions", permissions=["drain"])
     def drain_off(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
         self._set_allow_new_sessions(request, queryset, True)
 
@@ -233,7 +243,7 @@ class SessionHostAdmin(admin.ModelAdmin):
 
 
     @admin.action(description="Mark for replacement: the next registration of the name takes the host over",
-                  permissions=["change"])
+                  permissions=["replace"])
     def mark_for_replacement(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
         marked = 0
         for host in queryset:
@@ -244,7 +254,7 @@ class SessionHostAdmin(admin.ModelAdmin):
         self.message_user(request, f"{marked} session host(s) marked for replacement: the next registration of "
                                    "each name replaces its agent and revokes its certificate.", messages.SUCCESS)
 
-    @admin.action(description="Cancel replacement: refuse registrations of the name again", permissions=["change"])
+    @admin.action(description="Cancel replacement: refuse registrations of the name again", permissions=["replace"])
     def cancel_replacement(self, request: HttpRequest, queryset: QuerySet[SessionHost]) -> None:
         cancelled = 0
         for host in queryset:
@@ -256,7 +266,7 @@ class SessionHostAdmin(admin.ModelAdmin):
 
 
 @admin.register(SessionHostStatusChange)
-class SessionHostStatusChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SessionHostStatusChangeAdmin(ReadOnlyAdminMixin, SuperuserOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "session_host", "old_status", "new_status", "reason"]
     list_filter = ["new_status", "old_status", "session_host__host_pool", "at"]
     search_fields = ["session_host__name", "reason"]
@@ -266,7 +276,7 @@ class SessionHostStatusChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(GatewayInstance)
-class GatewayInstanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class GatewayInstanceAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
     list_display = ["name", "public_address", "relay_url", "region", "version", "started_at", "last_seen_at"]
     list_filter = ["region", "version", "last_seen_at"]
     search_fields = ["name", "public_host", "relay_url", "region"]
@@ -290,7 +300,7 @@ CHECKPOINTS = [
 
 
 @admin.register(Connection)
-class ConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConnectionAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at", "activity_id", "username", "resource_name", "session_host", "gateway_instance", "state",
         "error_code", "duration_display", "bytes_total",

@@ -8,7 +8,10 @@ from datetime import UTC, timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -19,6 +22,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from core import audit
+from core.authorization import ADD, CHANGE, DELETE, VIEW, action_for, grants_for_request
 from core.choices import AuditAction
 from core.models import (
     ApiToken,
@@ -28,6 +32,7 @@ from core.models import (
     OidcAccount,
     OidcGroup,
     RevokedTicket,
+    RoleAssignment,
     UserAccessChange,
 )
 from core.signin import AdminSignInForm
@@ -39,6 +44,127 @@ admin.site.site_title = "WVD control plane"
 admin.site.index_title = "Administration"
 # A directory that could not answer is said so, not taken for a wrong password (core/directory.py).
 admin.site.login_form = AdminSignInForm
+
+
+class RoleAdminMixin:
+    """The admin of a model the roles reach (core/scopes.py): its lists hold what the user's roles let them
+    read, each page and button needs the action held on the object (``<kind>.<verb>``), an object saved must
+    lie where the roles allow it (no creating outside the scope, no moving out of it), and each action runs
+    only on the selected objects its permission's verb is held on (``permissions=["drain"]`` needs
+    ``sessionhost.drain``; its ``has_drain_permission`` comes from ``role_verbs``). Staff status opens the
+    admin (Django's gate); the roles say what is in it. Superusers hold everything."""
+
+    role_verbs: tuple[str, ...] = ()  # custom action permissions, each a verb of the model's kind
+
+    def _holds(self, request: HttpRequest, verb: str, obj=None) -> bool:
+        grants = grants_for_request(request)
+        action = action_for(self.model, verb)
+        return grants.allows(action, obj) if obj is not None else grants.anywhere(action)
+
+    def __getattr__(self, name: str):
+        # has_<verb>_permission(request) for the verbs in role_verbs, which admin.action(permissions=...) asks.
+        verb = name.removeprefix("has_").removesuffix("_permission")
+        if name.startswith("has_") and name.endswith("_permission") and verb in type(self).role_verbs:
+            return lambda request, obj=None: self._holds(request, verb, obj)
+        raise AttributeError(name)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return grants_for_request(request).readable(super().get_queryset(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._holds(request, VIEW)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, VIEW, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, ADD)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, CHANGE, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, DELETE, obj)
+
+    def save_form(self, request: HttpRequest, form, change: bool):
+        obj = super().save_form(request, form, change)
+        if not self._holds(request, CHANGE if change else ADD, obj):
+            raise PermissionDenied("None of your roles allows this object there.")
+        return obj
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        """Each action runs on the selected objects its permissions' verbs are held on; the rest are left
+        alone and said so."""
+        return {name: (self._scoped(func), name, description)
+                for name, (func, name, description) in super().get_actions(request).items()}
+
+    def _scoped(self, func):
+        verbs = getattr(func, "allowed_permissions", ()) or (CHANGE,)
+
+        def run(modeladmin, request, queryset):
+            grants = grants_for_request(request)
+            allowed = queryset
+            for verb in verbs:
+                allowed = grants.filter(allowed, action_for(self.model, verb))
+            skipped = queryset.count() - allowed.count()
+            if skipped:
+                self.message_user(request, f"{skipped} selected object(s) left alone: none of your roles allows "
+                                  "this action on them.", messages.WARNING)
+            return func(modeladmin, request, allowed)
+
+        for attribute in ("short_description", "allowed_permissions", "__name__"):
+            if hasattr(func, attribute):
+                setattr(run, attribute, getattr(func, attribute))
+        return run
+
+
+class RoleInlineMixin:
+    """An inline of a model the roles reach: what it may show and do follows the roles on the parent's
+    scope (``role_parent_field``, the inline model's foreign key to the parent)."""
+
+    role_parent_field = ""
+
+    def _holds(self, request: HttpRequest, verb: str, parent=None) -> bool:
+        grants = grants_for_request(request)
+        action = action_for(self.model, verb)
+        if parent is None:
+            return grants.anywhere(action)
+        return grants.allows(action, self.model(**{self.role_parent_field: parent}))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return grants_for_request(request).readable(super().get_queryset(request))
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, VIEW, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, ADD, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, CHANGE, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._holds(request, DELETE, obj)
+
+
+class SuperuserOnlyAdminMixin:
+    """Models no role reaches (users and groups, API tokens, tickets, role assignments): superusers only,
+    whatever Django model permissions a staff user holds (docs/roles.md)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_module_permission(request)
 
 
 class ReadOnlyAdminMixin:
@@ -74,7 +200,7 @@ def show_secrets_once(
 
 
 @admin.register(Certificate)
-class CertificateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CertificateAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
     # Certificates are only ever written by the CA (core/ca.py). A "revoke" action calling the CA's
     # revoke() can be added to `actions`; give it a custom permission, since change is refused here.
     list_display = ["common_name", "purpose", "serial_number", "not_before", "not_after", "is_revoked", "issued_at"]
@@ -167,7 +293,7 @@ class ApiTokenCreationForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["prefix", "user", "description", "created_at", "expires_at", "last_used_at", "state"]
     list_filter = [ApiTokenStateFilter, "created_at"]
     search_fields = ["prefix", "description", "user__username", "user__email"]
@@ -234,7 +360,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(RevokedTicket)
-class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RevokedTicketAdmin(ReadOnlyAdminMixin, SuperuserOnlyAdminMixin, admin.ModelAdmin):
     """Tickets refused before their expiry (core.tickets); rows go once the ticket would have expired."""
 
     list_display = ["jti", "revoked_at", "expires_at"]
@@ -245,7 +371,7 @@ class RevokedTicketAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(OidcAccount)
-class OidcAccountAdmin(admin.ModelAdmin):
+class OidcAccountAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     """Users who sign in through the OIDC provider (core/oidc.py), by the provider's issuer and subject:
     created at their first sign-in, never added or edited by hand; deletable, since deleting a user deletes
     theirs (and deleting only this makes their next sign-in a new account)."""
@@ -263,7 +389,7 @@ class OidcAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(OidcGroup)
-class OidcGroupAdmin(admin.ModelAdmin):
+class OidcGroupAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     """Groups whose membership the OIDC provider's groups claim sets (core/oidc.py). Adding one hands a group
     to the provider (as ``manage.py oidc_groups add --adopt``); deleting one gives it back (its members stay)."""
 
@@ -275,7 +401,7 @@ class OidcGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(UserAccessChange)
-class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UserAccessChangeAdmin(ReadOnlyAdminMixin, SuperuserOnlyAdminMixin, admin.ModelAdmin):
     """When each user's access last changed (core/access.py): connection tickets issued before are refused."""
 
     list_display = ["user_id", "user_name", "changed_at", "reason"]
@@ -291,7 +417,7 @@ class UserAccessChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DirectoryAccount)
-class DirectoryAccountAdmin(admin.ModelAdmin):
+class DirectoryAccountAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     """Users who sign in with their directory password (core/directory.py): created at their first
     sign-in, refreshed by each sign-in and the periodic sync. Never added or edited by hand; deletable,
     since deleting a user deletes theirs."""
@@ -309,8 +435,29 @@ class DirectoryAccountAdmin(admin.ModelAdmin):
     ordering = ["user__username"]
 
 
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
+    """Who holds which role where (docs/roles.md). Only superusers give roles, as only AVD's Owner and User
+    Access Administrator do."""
+
+    list_display = ["role", "user", "group", "scope_type", "scope_id", "created_at"]
+    list_filter = ["role", "scope_type"]
+    search_fields = ["role", "user__username", "group__name"]
+    list_select_related = ["user", "group"]
+    autocomplete_fields = ["user", "group"]
+    fields = ["role", "user", "group", "scope_type", "scope_id"]
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(SuperuserOnlyAdminMixin, auth_admin.GroupAdmin):
+    """Django's group admin, for superusers only: a group's members hold the roles given to it."""
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
     """The audit log (core/audit.py): read-only here as everywhere; rows leave only by the retention purge."""
 
     list_display = ["at", "actor_name", "credential", "action", "result", "object_type", "object_repr",

@@ -37,4 +37,8 @@ class CoreConfig(AppConfig):
         signals.connect()
         directory.connect()  # tells a directory that could not answer from a wrong password
         user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")
+        from core import scopes  # noqa: PLC0415
+        from core.models import AuditEvent, Certificate  # noqa: PLC0415
+        scopes.register_object(Certificate, "certificate")  # the scope 'all' only
+        scopes.register_object(AuditEvent, "auditevent")  # the scope 'all' only
         user_logged_in.connect(audit.record_staff_sign_in, dispatch_uid="wvd-audit-staff-sign-in")

@@ -1,4 +1,4 @@
-"""Filters for the certificate, API-token and audit-event lists (``?field=value``)."""
+"""Filters for the certificate, API-token, role-assignment and audit-event lists (``?field=value``)."""
 from __future__ import annotations
 
 import django_filters
@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from core.api.filters import DateTimeFromToRangeFilter
 from core.choices import AuditAction, AuditSurface, CertificatePurpose
-from core.models import ApiToken, AuditEvent, Certificate
+from core.models import ApiToken, AuditEvent, Certificate, RoleAssignment
+from core.roles import ROLE_CHOICES, ScopeType
 
 
 class RowIdFilter(django_filters.NumberFilter):
@@ -36,7 +37,7 @@ class ApiTokenFilterSet(django_filters.FilterSet):
     revoked = django_filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
     usable = django_filters.BooleanFilter(method="filter_usable", label="Neither revoked nor expired")
     # A plain number, not a choice of users: a plain user must not learn which user ids exist.
-    user = RowIdFilter(field_name="user_id", label="User id (staff see every user's tokens)")
+    user = RowIdFilter(field_name="user_id", label="User id (superusers see every user's tokens)")
 
     class Meta:
         model = ApiToken
@@ -45,6 +46,18 @@ class ApiTokenFilterSet(django_filters.FilterSet):
     def filter_usable(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
         usable = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
         return queryset.filter(usable) if value else queryset.exclude(usable)
+
+
+class RoleAssignmentFilterSet(django_filters.FilterSet):
+    role = django_filters.ChoiceFilter(choices=ROLE_CHOICES)
+    scope_type = django_filters.ChoiceFilter(choices=ScopeType.choices)
+    scope_id = RowIdFilter(field_name="scope_id")
+    user = RowIdFilter(field_name="user_id", label="User id")
+    group = RowIdFilter(field_name="group_id", label="Group id")
+
+    class Meta:
+        model = RoleAssignment
+        fields = ["role", "scope_type", "scope_id", "user", "group"]
 
 
 class AuditEventFilterSet(django_filters.FilterSet):

@@ -1,17 +1,19 @@
-"""Models shared by every app: issued certificates, API tokens, access changes, directory accounts, the audit
-log."""
+"""Models shared by every app: issued certificates, API tokens, access changes, directory accounts, role
+assignments, the audit log."""
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.utils import timezone
 
+from core import scopes
 from core.choices import AuditAction, AuditCredential, AuditSurface, CertificatePurpose
 from core.hashing import hash_secret
+from core.roles import ROLE_CHOICES, ROLES, ScopeType
 
 API_TOKEN_PREFIX = "wvd_"
 
@@ -206,6 +208,63 @@ class DirectoryAccount(models.Model):
 
     def __str__(self) -> str:
         return self.dn
+
+
+class RoleAssignment(models.Model):
+    """A role (core/roles.py) given to one user or one group at one scope: everything, or one workspace, host
+    pool or application group (its id; the scope's objects live in the apps above, which register them in
+    core/scopes.py, so this is an id and a type rather than a foreign key). A group's members hold the role:
+    a directory group given a role covers the directory's members. Deleting the scope's object deletes its
+    assignments (core/scopes.py), so an id used again can never inherit one."""
+
+    role = models.CharField(max_length=60, choices=ROLE_CHOICES)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="role_assignments")
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="role_assignments")
+    scope_type = models.CharField(max_length=20, choices=ScopeType.choices)
+    scope_id = models.PositiveBigIntegerField(null=True, blank=True, help_text="Empty for the scope 'all'.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["role", "scope_type", "scope_id", "pk"]
+        indexes = [models.Index(fields=["scope_type", "scope_id"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True) | models.Q(user__isnull=True,
+                                                                                       group__isnull=False),
+                name="roleassignment_one_principal",
+                violation_error_message="Give the role to a user or to a group: exactly one of them.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope_type=ScopeType.ALL, scope_id__isnull=True)
+                | (~models.Q(scope_type=ScopeType.ALL) & models.Q(scope_id__isnull=False)),
+                name="roleassignment_scope_id_with_scope",
+                violation_error_message="scope_id names the workspace, host pool or application group; "
+                                        "it is empty for the scope 'all'.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        principal = f"user {self.user}" if self.user_id else f"group {self.group}"
+        where = "everything" if self.scope_type == ScopeType.ALL else f"{self.scope_type} {self.scope_id}"
+        return f"{self.role} for {principal} on {where}"
+
+    def clean(self) -> None:
+        errors = {}
+        role = ROLES.get(self.role)
+        if role is not None and self.scope_type and self.scope_type not in role.scopes:
+            errors["scope_type"] = (f"{self.role} can be given at the scopes {', '.join(role.scopes)}, "
+                                    f"not {self.scope_type}.")
+        elif (self.scope_type and self.scope_type != ScopeType.ALL and self.scope_id is not None
+              and not scopes.scope_exists(self.scope_type, self.scope_id)):
+            errors["scope_id"] = f"There is no {self.scope_type} with id {self.scope_id}."
+        if errors:
+            raise ValidationError(errors)
+        duplicate = RoleAssignment.objects.filter(role=self.role, user_id=self.user_id, group_id=self.group_id,
+                                                  scope_type=self.scope_type, scope_id=self.scope_id)
+        if duplicate.exclude(pk=self.pk).exists():
+            raise ValidationError("This principal already holds this role at this scope.")
 
 
 class AuditLogIsAppendOnly(PermissionDenied):

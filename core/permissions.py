@@ -1,39 +1,49 @@
-"""Who may manage what: staff, or users holding the model permission for the action."""
+"""Who may use the REST API's management endpoints: holders of a role that grants the action (core/roles.py,
+core/authorization.py), at a scope that holds the object; superusers everywhere. Staff status and Django's
+model permissions grant nothing here (docs/roles.md)."""
 from __future__ import annotations
 
 from rest_framework import permissions
 
-# Reading needs the view permission too: a plain user sees no one's data through management endpoints.
-PERMS_MAP = {
-    "GET": ["%(app_label)s.view_%(model_name)s"],
-    "HEAD": ["%(app_label)s.view_%(model_name)s"],
-    "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
-    "POST": ["%(app_label)s.add_%(model_name)s"],
-    "PUT": ["%(app_label)s.change_%(model_name)s"],
-    "PATCH": ["%(app_label)s.change_%(model_name)s"],
-    "DELETE": ["%(app_label)s.delete_%(model_name)s"],
-}
-# The viewset actions whose HTTP method says what they do; any other action (drain, registration-token)
-# acts on an existing object, whatever its method, so it needs the change permission.
-STANDARD_ACTIONS = {"list", "retrieve", "create", "update", "partial_update", "destroy", "metadata", None}
-CHANGE_PERMS = ["%(app_label)s.change_%(model_name)s"]
+from core.authorization import ADD, CHANGE, DELETE, VIEW, action_for, grants_for_request
+
+# The viewset actions whose HTTP method says what they do.
+STANDARD_VERBS = {"list": VIEW, "retrieve": VIEW, "metadata": VIEW, "create": ADD, "update": CHANGE,
+                  "partial_update": CHANGE, "destroy": DELETE}
 
 
-class IsStaffOrModelPermission(permissions.DjangoModelPermissions):
-    perms_map = PERMS_MAP
+def required_action(request, view, model) -> str | None:
+    """The action (``<kind>.<verb>``) this request does on ``model``'s objects; None when nothing says (refused).
+
+    Any other viewset action (drain, registration-token) acts on an existing object whatever its method,
+    and names its verb in the view's ``role_verbs`` ({viewset action: verb}); a plain APIView names it in
+    ``role_verb``."""
+    name = getattr(view, "action", None)
+    verb = getattr(view, "role_verbs", {}).get(name) or getattr(view, "role_verb", None) or STANDARD_VERBS.get(name)
+    if verb is None and name is None and request.method in permissions.SAFE_METHODS:
+        verb = VIEW
+    return action_for(model, verb) if verb is not None else None
+
+
+class HasRole(permissions.BasePermission):
+    """The endpoint needs its action held somewhere (else 403); the object needs it held at a scope that
+    holds the object (else 403; an object the caller may not even read is a 404: list querysets are
+    filtered by core.api.viewsets)."""
+
+    message = "None of your roles grants this action here."
 
     def has_permission(self, request, view) -> bool:
         user = request.user
         if not (user and user.is_authenticated and user.is_active):
             return False
-        if user.is_staff:
-            return True
         if getattr(view, "_ignore_model_permissions", False):
             return True  # The API root: a list of links, no data.
-        model = self._queryset(view).model
-        if getattr(view, "action", None) not in STANDARD_ACTIONS and request.method not in permissions.SAFE_METHODS:
-            required = [perm % {"app_label": model._meta.app_label, "model_name": model._meta.model_name}
-                        for perm in CHANGE_PERMS]
-        else:
-            required = self.get_required_permissions(request.method, model)
-        return user.has_perms(required)
+        grants = grants_for_request(request)
+        if grants.superuser:
+            return True
+        action = required_action(request, view, view.queryset.model)
+        return action is not None and grants.anywhere(action)
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        action = required_action(request, view, type(obj))
+        return action is not None and grants_for_request(request).allows(action, obj)

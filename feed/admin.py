@@ -7,6 +7,7 @@ from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
+from core.admin import RoleAdminMixin, RoleInlineMixin
 from feed.choices import ApplicationGroupType
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 
@@ -43,8 +44,9 @@ class AssignmentFormSet(BaseInlineFormSet):
                 seen.add(key)
 
 
-class AssignmentInline(admin.TabularInline):
+class AssignmentInline(RoleInlineMixin, admin.TabularInline):
     model = Assignment
+    role_parent_field = "application_group"
     formset = AssignmentFormSet
     fields = ["user", "group", "created_at"]
     readonly_fields = ["created_at"]
@@ -55,10 +57,11 @@ class AssignmentInline(admin.TabularInline):
         return super().get_queryset(request).select_related("user", "group")
 
 
-class DesktopInline(admin.StackedInline):
+class DesktopInline(RoleInlineMixin, admin.StackedInline):
     """A desktop group's one Desktop: it comes and goes with the group, so it is only edited here."""
 
     model = Desktop
+    role_parent_field = "application_group"
     fields = ["friendly_name", "description", "icon_summary", "updated_at"]
     readonly_fields = ["icon_summary", "updated_at"]
     extra = 0
@@ -92,8 +95,9 @@ class RemoteAppFormSet(BaseInlineFormSet):
             names.add(name.lower())
 
 
-class RemoteAppInline(admin.TabularInline):
+class RemoteAppInline(RoleInlineMixin, admin.TabularInline):
     model = RemoteApp
+    role_parent_field = "application_group"
     formset = RemoteAppFormSet
     fields = ["name", "friendly_name", "file_path", "command_line_setting", "command_line_arguments",
               "show_in_feed"]
@@ -102,7 +106,7 @@ class RemoteAppInline(admin.TabularInline):
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ["name", "friendly_name", "group_count", "updated_at"]
     list_filter = [("application_groups", admin.EmptyFieldListFilter), "updated_at"]
     search_fields = ["name", "friendly_name", "description"]
@@ -119,7 +123,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApplicationGroup)
-class ApplicationGroupAdmin(admin.ModelAdmin):
+class ApplicationGroupAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ["name", "friendly_name", "group_type", "host_pool", "workspace", "assignment_count", "updated_at"]
     list_filter = ["group_type", "host_pool", "workspace"]
     search_fields = ["name", "friendly_name", "description", "host_pool__name", "workspace__name"]
@@ -157,7 +161,7 @@ class ApplicationGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(Desktop)
-class DesktopAdmin(admin.ModelAdmin):
+class DesktopAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ["friendly_name", "application_group", "host_pool", "workspace", "updated_at"]
     list_filter = ["application_group__host_pool", "application_group__workspace"]
     search_fields = ["friendly_name", "description", "application_group__name"]
@@ -186,7 +190,7 @@ class DesktopAdmin(admin.ModelAdmin):
 
 
 @admin.register(RemoteApp)
-class RemoteAppAdmin(admin.ModelAdmin):
+class RemoteAppAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ["name", "friendly_name", "application_group", "file_path", "command_line_setting",
                     "show_in_feed"]
     list_filter = ["show_in_feed", "command_line_setting", "application_group"]
@@ -227,7 +231,7 @@ class AssigneeKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ["application_group", "assignee", "kind", "created_at"]
     list_filter = ["application_group__group_type", AssigneeKindFilter, "application_group"]
     search_fields = ["user__username", "user__email", "group__name", "application_group__name"]

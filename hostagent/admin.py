@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from broker.models import UserSession
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, RoleAdminMixin, SuperuserOnlyAdminMixin
 from hostagent.commands import (
     disconnect_user_session,
     log_off_user_session,
@@ -30,7 +30,7 @@ class UserSessionActionForm(ActionForm):
 
 
 @admin.register(UserSession)
-class UserSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UserSessionAdmin(ReadOnlyAdminMixin, RoleAdminMixin, admin.ModelAdmin):
     """Sessions are the agent's report; the admin acts on them through the host channel."""
 
     list_display = ["username", "session_host", "session_id", "state", "started_at", "updated_at"]
@@ -41,26 +41,25 @@ class UserSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     action_form = UserSessionActionForm
     actions = ["log_off", "disconnect", "send_message"]
 
-    def has_manage_permission(self, request: HttpRequest) -> bool:
-        # The records stay read-only; acting on the sessions needs the model's change permission.
-        return request.user.has_perm("broker.change_usersession")
+    # The records stay read-only; acting on the sessions needs usersession.logoff, .disconnect or .message.
+    role_verbs = ("logoff", "disconnect", "message")
 
     def _report(self, request: HttpRequest, session: UserSession, result) -> None:
         level = messages.SUCCESS if result.ok else messages.WARNING
         self.message_user(request, f"{session}: {result.status}{' - ' + result.message if result.message else ''}",
                           level)
 
-    @admin.action(description="Log off the selected sessions", permissions=["manage"])
+    @admin.action(description="Log off the selected sessions", permissions=["logoff"])
     def log_off(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
         for session in queryset:
             self._report(request, session, log_off_user_session(session, timeout=ADMIN_COMMAND_TIMEOUT))
 
-    @admin.action(description="Disconnect the selected sessions", permissions=["manage"])
+    @admin.action(description="Disconnect the selected sessions", permissions=["disconnect"])
     def disconnect(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
         for session in queryset:
             self._report(request, session, disconnect_user_session(session, timeout=ADMIN_COMMAND_TIMEOUT))
 
-    @admin.action(description="Send a message (type the title and text above)", permissions=["manage"])
+    @admin.action(description="Send a message (type the title and text above)", permissions=["message"])
     def send_message(self, request: HttpRequest, queryset: QuerySet[UserSession]) -> None:
         text = request.POST.get("text", "").strip()
         if not text:
@@ -77,8 +76,9 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserAdmin(auth_admin.UserAdmin):
-    """Django's user admin, with the action administrators ask for when an account must stop now."""
+class UserAdmin(SuperuserOnlyAdminMixin, auth_admin.UserAdmin):
+    """Django's user admin, with the action administrators ask for when an account must stop now. Superusers
+    only: a user's account, groups and flags are what every role hangs on (docs/roles.md)."""
 
     actions = [*auth_admin.UserAdmin.actions, "sign_out_everywhere"]
 

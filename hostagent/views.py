@@ -2,7 +2,9 @@
 
 - ``register/``: a session host joins its pool with the registration token (no user authentication).
 - ``user-sessions/<id>/{logoff,disconnect,message}/`` and ``session-hosts/<id>/renew-certificate/``:
-  actions that reach a host through its channel, for staff or holders of the change permission; the
+  actions that reach a host through its channel, for holders of a role granting them on the session (or
+  host) at its host pool (docs/roles.md): a session the caller may not read is a 404, one they may read
+  but not act on a 403; the
   HTTP status follows the agent's answer (200 ok, 409 failed or unsupported, 503 offline, 504 timeout).
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ from core import ca, throttle
 from core.clientaddress import client_address
 from core.hashing import hash_secret
 from core.models import Certificate
-from core.permissions import IsStaffOrModelPermission
+from core.authorization import grants_for_request
+from core.permissions import HasRole
 from hostagent import commands, tasks
 from hostagent.health import heartbeat_interval
 from hostagent.registration import HOST_NAME, MAX_HOST_NAME
@@ -165,14 +168,24 @@ class UserSessionCommandView(APIView):
     """Log off or disconnect a user session through its host's agent."""
 
     queryset = UserSession.objects.all()
-    action = "host-command"  # not a standard action: staff, or the change permission on user sessions
-    permission_classes = [IsStaffOrModelPermission]
-    command = ""
+    action = "host-command"
+    permission_classes = [HasRole]
+    command = ""  # the role verb too: usersession.logoff, usersession.disconnect
+
+    @property
+    def role_verb(self) -> str:
+        return self.command
+
+    def get_object(self, pk: int):
+        """The session, if the caller may read it (else 404) and do this command on it (else 403)."""
+        obj = get_object_or_404(grants_for_request(self.request).readable(self.queryset), pk=pk)
+        self.check_object_permissions(self.request, obj)
+        return obj
 
     @extend_schema(request=None,
                    responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
     def post(self, request: Request, pk: int) -> Response:
-        session = get_object_or_404(UserSession, pk=pk)
+        session = self.get_object(pk)
         if self.command == "logoff":
             return result_response(commands.log_off_user_session(session))
         return result_response(commands.disconnect_user_session(session))
@@ -181,10 +194,12 @@ class UserSessionCommandView(APIView):
 class UserSessionMessageView(UserSessionCommandView):
     """Show a message in a user session."""
 
+    command = "message"
+
     @extend_schema(request=MessageSerializer,
                    responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
     def post(self, request: Request, pk: int) -> Response:
-        session = get_object_or_404(UserSession, pk=pk)
+        session = self.get_object(pk)
         serializer = MessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return result_response(commands.send_message_to_user_session(
@@ -195,10 +210,12 @@ class RenewCertificateView(APIView):
     """Have a host's agent make a new key and get a new certificate now."""
 
     queryset = SessionHost.objects.all()
-    action = "renew-certificate"  # staff, or the change permission on session hosts
-    permission_classes = [IsStaffOrModelPermission]
+    action = "renew-certificate"
+    role_verb = "renew"  # sessionhost.renew
+    permission_classes = [HasRole]
+    get_object = UserSessionCommandView.get_object
 
     @extend_schema(request=None,
                    responses={code: CommandResultSerializer for code in set(RESULT_HTTP_STATUS.values())})
     def post(self, request: Request, pk: int) -> Response:
-        return result_response(commands.renew_host_certificate(get_object_or_404(SessionHost, pk=pk)))
+        return result_response(commands.renew_host_certificate(self.get_object(pk)))

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from broker.models import HostPool
+from core.models import RoleAssignment
 from feed.icons import MAX_ICON_BYTES
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 from wire.errors import ERRORS
@@ -210,3 +211,17 @@ class ConnectionSearchForm(forms.Form):
         if isinstance(since, datetime) and isinstance(until, datetime) and since > until:
             self.add_error("until", "The end is before the start.")
         return cleaned
+
+
+class RoleAssignmentForm(ModelRulesForm):
+    """Give a role (docs/roles.md) to a user or a group, typed by name, at a scope."""
+
+    user = forms.ModelChoiceField(queryset=get_user_model().objects.all(), to_field_name="username", required=False,
+                                  widget=forms.TextInput, help_text="A user name; or leave empty and give a group.")
+    group = forms.ModelChoiceField(queryset=Group.objects.all(), to_field_name="name", required=False,
+                                   widget=forms.TextInput, help_text="A group name (a directory group too).")
+
+    class Meta:
+        model = RoleAssignment
+        fields = ["role", "user", "group", "scope_type", "scope_id"]
+        help_texts = {"scope_id": "The id of the workspace, host pool or application group; empty for everything."}

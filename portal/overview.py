@@ -112,10 +112,11 @@ def health_checks(host: SessionHost) -> list[dict]:
     ]
 
 
-def hosts_of(pool: HostPool) -> list[SessionHost]:
-    """The pool's hosts with their session counts and health: one query."""
+def hosts_of(pool: HostPool, hosts: QuerySet[SessionHost] | None = None) -> list[SessionHost]:
+    """The pool's hosts (of ``hosts``: those the viewer may read) with their session counts and health: one
+    query."""
     hosts = list(
-        SessionHost.objects.filter(host_pool=pool).select_related("assigned_user")
+        (hosts if hosts is not None else SessionHost.objects.all()).filter(host_pool=pool).select_related("assigned_user")
         .annotate(session_count=Count("user_sessions")).order_by("name")
     )
     _decorate(hosts)
@@ -130,12 +131,12 @@ def _decorate(hosts: list[SessionHost], now: datetime | None = None) -> None:
         host.heartbeat_stale = host.last_heartbeat_at is None or now - host.last_heartbeat_at > stale_after
 
 
-def hosts_needing_attention(limit: int = 20) -> list[SessionHost]:
+def hosts_needing_attention(limit: int = 20, hosts: QuerySet[SessionHost] | None = None) -> list[SessionHost]:
     """Hosts that are Unavailable or Need assistance, and Available hosts whose heartbeats stopped (the
     periodic check will mark them soon): the longest-standing first. One query."""
     stale = timezone.now() - heartbeat_threshold()
     condition = Q(status__in=ATTENTION_STATUSES) | Q(status=AVAILABLE, last_heartbeat_at__lt=stale)
-    hosts = list(SessionHost.objects.filter(condition).select_related("host_pool").order_by("status_changed_at")
+    hosts = list((hosts if hosts is not None else SessionHost.objects.all()).filter(condition).select_related("host_pool").order_by("status_changed_at")
                  [:limit])
     _decorate(hosts)
     return hosts
@@ -183,12 +184,14 @@ class ConnectionStats:
         return round(100 * self.failed / self.total, 1) if self.total else 0.0
 
 
-def connection_stats(now: datetime | None = None, hours: int = 24) -> ConnectionStats:
-    """Connections per hour over the last ``hours`` and failures by error code: two queries."""
+def connection_stats(now: datetime | None = None, hours: int = 24,
+                     connections: QuerySet[Connection] | None = None) -> ConnectionStats:
+    """Connections (of ``connections``: those the viewer may read) per hour over the last ``hours`` and
+    failures by error code: two queries."""
     now = now or timezone.now()
     first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     since = now - timedelta(hours=hours)
-    recent = Connection.objects.filter(created_at__gt=since)
+    recent = (connections if connections is not None else Connection.objects.all()).filter(created_at__gt=since)
     buckets = {first_hour + timedelta(hours=i): HourBucket(first_hour + timedelta(hours=i)) for i in range(hours)}
     rows = (recent.annotate(hour=TruncHour("created_at")).values("hour")
             .annotate(total=Count("id"), failed=Count("id", filter=FAILED)).order_by())

@@ -1,8 +1,9 @@
-"""The admin portal's URLs, under /portal/ (the root mounts them at ""). Every view is staff only."""
+"""The admin portal's URLs, under /portal/ (the root mounts them at ""). Every view is for portal users (a role, or a superuser)."""
 from __future__ import annotations
 
 from django.urls import path
 
+from portal.views import connections, dashboard, groups, pools, roles, sessions, workspaces
 from portal.views import audit, connections, dashboard, groups, pools, sessions, workspaces
 
 app_name = "portal"
@@ -37,5 +38,7 @@ urlpatterns = [
     path("portal/sessions/<int:pk>/message/", sessions.session_message, name="session-message"),
     path("portal/connections/", connections.connection_list, name="connections"),
     path("portal/connections/<uuid:activity_id>/", connections.connection_detail, name="connection-detail"),
+    path("portal/roles/", roles.role_list, name="roles"),
+    path("portal/roles/<int:pk>/remove/", roles.role_remove, name="role-remove"),
     path("portal/audit/", audit.audit_list, name="audit"),
 ]

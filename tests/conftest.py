@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from broker.models import HostPool
-from core.models import ApiToken
+from core.models import ApiToken, RoleAssignment
 from tests.architecture.connection_writes import only_the_lifecycle_writes_connections
 from feed.models import ApplicationGroup, Assignment, Workspace
 from tests.e2e.fixtures import xrdp_server  # noqa: F401 - one xrdp bed per test session (fixtures.py)
@@ -72,6 +73,25 @@ def remoteapp_group(pooled_pool, workspace):
     return ApplicationGroup.objects.create(
         name="rag-a", friendly_name="Office apps", group_type="remoteapp", host_pool=pooled_pool, workspace=workspace
     )
+
+
+@pytest.fixture
+def give_role(db):
+    """give_role(user_or_group, "Host Pool Reader", pool): a role assignment at the object's scope (a Workspace,
+    HostPool or ApplicationGroup), or at the scope 'all' without one. Validated as the API validates it."""
+    scope_types = {"Workspace": "workspace", "HostPool": "hostpool", "ApplicationGroup": "applicationgroup"}
+
+    def _give(principal, role: str, scope=None) -> RoleAssignment:
+        assignment = RoleAssignment(
+            role=role, scope_type="all" if scope is None else scope_types[type(scope).__name__],
+            scope_id=None if scope is None else scope.pk,
+            **({"group": principal} if isinstance(principal, Group) else {"user": principal}),
+        )
+        assignment.full_clean()
+        assignment.save()
+        return assignment
+
+    return _give
 
 
 def _client_for(user) -> APIClient:

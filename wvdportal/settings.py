@@ -143,6 +143,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.access.template_context",  # portal_user: may the signed-in user use the portal
             ],
         },
     },
@@ -233,7 +234,7 @@ REST_FRAMEWORK = {
         "core.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.IsStaffOrModelPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.HasRole"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

@@ -17,6 +17,7 @@ from broker.api.views import (
     SessionHostViewSet,
     UserSessionViewSet,
 )
+from core.api.views import ApiTokenViewSet, CertificateViewSet, RoleAssignmentViewSet, RoleViewSet
 from core.api.audit import AuditEventViewSet
 from core.api.views import ApiTokenViewSet, CertificateViewSet
 from feed.api.views import (
@@ -40,6 +41,8 @@ router.register("connections", ConnectionViewSet)
 router.register("gatewayinstances", GatewayInstanceViewSet)
 router.register("certificates", CertificateViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("role-assignments", RoleAssignmentViewSet)
+router.register("roles", RoleViewSet, basename="role")
 router.register("audit", AuditEventViewSet)
 
 urlpatterns = [

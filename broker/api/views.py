@@ -43,6 +43,7 @@ class HostPoolViewSet(ManagementViewSet):
     filterset_class = HostPoolFilterSet
     search_fields = ["name", "friendly_name", "description"]
     ordering_fields = ["name", "friendly_name", "pool_type", "max_session_limit", "created_at", "updated_at"]
+    role_verbs = {"registration_token": "token", "revoke_registration_token": "token"}
 
     @extend_schema(
         summary="Issue a registration token",
@@ -85,6 +86,7 @@ class SessionHostViewSet(ManagementViewSet):
     filterset_class = SessionHostFilterSet
     search_fields = ["name", "host_pool__name", "assigned_user__username", "agent_version", "status_reason"]
     ordering_fields = ["name", "host_pool__name", "status", "status_changed_at", "last_heartbeat_at", "created_at"]
+    role_verbs = {"drain": "drain", "replacement": "replace"}
 
     @extend_schema(
         summary="Drain mode on or off",

@@ -6,7 +6,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from core.permissions import IsStaffOrModelPermission
+from core.permissions import HasRole
 
 WRITE_METHODS = {"POST", "PUT", "PATCH"}
 MODEL_WRITE_ACTIONS = {"create", "update", "partial_update", "destroy"}
@@ -61,8 +61,8 @@ class ApiAutoSchema(AutoSchema):
     def _error_responses(self) -> dict[str, OpenApiResponse]:
         action = getattr(self.view, "action", None)
         errors = {"401": OpenApiResponse(ErrorSerializer, "Not signed in, or an invalid, expired or revoked token.")}
-        if any(isinstance(p, IsStaffOrModelPermission) for p in self.view.get_permissions()):
-            errors["403"] = OpenApiResponse(ErrorSerializer, "Neither staff nor holding the model permission.")
+        if any(isinstance(p, HasRole) for p in self.view.get_permissions()):
+            errors["403"] = OpenApiResponse(ErrorSerializer, "None of your roles grants this action on this object.")
         if "{" in self.path:
             errors["404"] = OpenApiResponse(ErrorSerializer, "No such object (or not yours).")
         if self.method in WRITE_METHODS:

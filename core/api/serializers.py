@@ -15,11 +15,13 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, router
 from django.db.models import F, UniqueConstraint
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
-from core.models import ApiToken, Certificate
+from core.authorization import ADD, CHANGE, action_for, grants_for_request
+from core.models import ApiToken, Certificate, RoleAssignment
+from core.roles import ScopeType
 
 
 def model_validation_errors(
@@ -95,10 +97,22 @@ class ModelCleanSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
-        errors = model_validation_errors(self.build_instance(attrs), self.constraint_error_fields)
+        instance = self.build_instance(attrs)
+        self.authorize(instance)
+        errors = model_validation_errors(instance, self.constraint_error_fields)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def authorize(self, instance: models.Model) -> None:
+        """The object as the write would leave it must lie where the caller's roles allow adding (or changing)
+        it: otherwise a scoped contributor could create an object outside their scope, or move one out."""
+        request = self.context.get("request")
+        if request is None:
+            return  # Not an API request: the caller decided (the API always passes its request).
+        action = action_for(type(instance), ADD if self.instance is None else CHANGE)
+        if not grants_for_request(request).allows(action, instance):
+            raise exceptions.PermissionDenied("None of your roles grants this action where this object would be.")
 
     def build_instance(self, attrs: dict[str, Any]) -> models.Model:
         """The object this write would save: a new one, or a copy of the current one with ``attrs`` applied."""
@@ -169,3 +183,40 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
+
+
+class RoleAssignmentSerializer(ModelCleanSerializer):
+    """A role given to one user or one group at one scope (docs/roles.md)."""
+
+    scope_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text=(
+        "The id of the workspace, host pool or application group scope_type names; omitted or null for 'all'."))
+
+    class Meta:
+        model = RoleAssignment
+        fields = ["id", "role", "user", "group", "scope_type", "scope_id", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        merged = {name: getattr(self.instance, name) for name in ("user", "group", "scope_type", "scope_id")
+                  } if self.instance is not None else {}
+        merged.update(attrs)
+        errors: dict[str, str] = {}
+        if (merged.get("user") is None) == (merged.get("group") is None):
+            errors["user"] = "Give the role to a user or to a group: exactly one of user and group."
+        scope_type = merged.get("scope_type")
+        if scope_type == ScopeType.ALL and merged.get("scope_id") is not None:
+            errors["scope_id"] = "The scope 'all' names no object: leave scope_id out."
+        elif scope_type and scope_type != ScopeType.ALL and merged.get("scope_id") is None:
+            errors["scope_id"] = f"Name the {scope_type} with scope_id."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().validate(attrs)
+
+
+class RoleSerializer(serializers.Serializer):
+    """One built-in role: what it may do, and at which scopes it may be given."""
+
+    name = serializers.CharField()
+    description = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ScopeType.choices))
+    actions = serializers.ListField(child=serializers.CharField(), help_text="<kind>.<verb>, sorted.")

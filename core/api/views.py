@@ -17,11 +17,14 @@ from core.api.serializers import (
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
     CertificateSerializer,
+    RoleAssignmentSerializer,
+    RoleSerializer,
 )
-from core.api.viewsets import ApiViewSetMixin, ReadOnlyViewSet
+from core.api.viewsets import ApiViewSetMixin, ManagementViewSet, ReadOnlyViewSet
 from core.choices import AuditAction
-from core.filtersets import ApiTokenFilterSet, CertificateFilterSet
-from core.models import ApiToken, Certificate
+from core.filtersets import ApiTokenFilterSet, CertificateFilterSet, RoleAssignmentFilterSet
+from core.models import ApiToken, Certificate, RoleAssignment
+from core.roles import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class ApiTokenViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """API tokens. Every signed-in user manages their own (staff see and revoke everyone's). The token
+    """API tokens. Every signed-in user manages their own (superusers see and revoke everyone's). The token
     text is returned once, when it is created; DELETE revokes a token, which stays listed."""
 
     # Tokens are personal: any signed-in user may manage their own, no model permission needed.
@@ -59,7 +62,7 @@ class ApiTokenViewSet(
             return ApiToken.objects.none()  # Schema generation: no user.
         tokens = ApiToken.objects.select_related("user")
         # Another user's token is a 404, not a 403: its existence is not the caller's business.
-        return tokens if self.request.user.is_staff else tokens.filter(user=self.request.user)
+        return tokens if self.request.user.is_superuser else tokens.filter(user=self.request.user)
 
     @extend_schema(
         summary="Create a token for yourself",
@@ -108,3 +111,39 @@ class ApiTokenViewSet(
                 audit.record(AuditAction.TOKEN_REVOKE, token, request=request)
         log.info("API token %s… of %s revoked by %s", token.prefix, token.user, request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoleAssignmentViewSet(ManagementViewSet):
+    """Role assignments: a built-in role (roles/) given to a user or a group at a scope: everything
+    (scope_type all), or one workspace, host pool or application group (scope_id). Only superusers manage
+    them, as only AVD's Owner and User Access Administrator assign roles (docs/roles.md)."""
+
+    queryset = RoleAssignment.objects.select_related("user", "group")
+    serializer_class = RoleAssignmentSerializer
+    filterset_class = RoleAssignmentFilterSet
+    search_fields = ["role", "user__username", "group__name"]
+    ordering_fields = ["role", "scope_type", "scope_id", "created_at"]
+
+
+class RoleViewSet(ApiViewSetMixin, viewsets.ViewSet):
+    """The built-in roles, their actions (<kind>.<verb>) and the scopes each may be given at (read-only)."""
+
+    permission_classes = [IsAuthenticated]  # The table is documentation: any signed-in user may read it.
+    serializer_class = RoleSerializer
+    lookup_value_regex = "[^/]+"
+
+    @staticmethod
+    def _row(role) -> dict:
+        return {"name": role.name, "description": role.description, "scopes": list(role.scopes),
+                "actions": sorted(role.actions)}
+
+    @extend_schema(summary="The built-in roles", responses={200: RoleSerializer(many=True)})
+    def list(self, request) -> Response:
+        return Response(RoleSerializer([self._row(role) for role in ROLES.values()], many=True).data)
+
+    @extend_schema(summary="One built-in role, by name", responses={200: RoleSerializer})
+    def retrieve(self, request, pk=None) -> Response:
+        role = ROLES.get(pk)
+        if role is None:
+            raise exceptions.NotFound(f"There is no role {pk!r}.")
+        return Response(RoleSerializer(self._row(role)).data)

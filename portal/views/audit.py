@@ -8,17 +8,22 @@ from django.views.decorators.http import require_safe
 
 from core.filtersets import AuditEventFilterSet
 from core.models import AuditEvent
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import forbidden, portal_user_required, readable
 from portal.views.responses import PAGE_SIZE, form_page
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def audit_list(request: HttpRequest) -> HttpResponse:
-    filters = AuditEventFilterSet(request.GET or None, queryset=AuditEvent.objects.all())
+    # auditevent.view lies in no scope but 'all': readers and contributors of everything, and superusers.
+    if not grants_for_request(request).anywhere("auditevent.view"):
+        return forbidden(request, "read the audit log")
+    everything = readable(request, AuditEvent.objects.all())
+    filters = AuditEventFilterSet(request.GET or None, queryset=everything)
     # An invalid filter shows its error beside the field and no rows, never every row.
     events = filters.qs if filters.is_bound and filters.is_valid() else (
-        AuditEvent.objects.none() if filters.is_bound else AuditEvent.objects.all())
+        everything.none() if filters.is_bound else everything)
     page = Paginator(events.order_by("-at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

@@ -11,18 +11,21 @@ from django.views.decorators.http import require_safe
 
 from broker.models import Connection
 from portal import forms, overview
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import forbidden, portal_user_required, readable
 from portal.views.responses import PAGE_SIZE, GonePage, Link, form_page
 from wire.errors import FIX_BY_LABELS, STAGES, describe
 
 CONNECTION_GONE = GonePage("This connection record", Link("portal:connections"), "Back to connections")
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def connection_list(request: HttpRequest) -> HttpResponse:
+    if not grants_for_request(request).anywhere("connection.view"):
+        return forbidden(request, "read connections")
     form = forms.ConnectionSearchForm(request.GET or None)
-    connections = Connection.objects.select_related("session_host", "host_pool").order_by("-created_at", "-id")
+    connections = readable(request, Connection.objects.all()).select_related("session_host", "host_pool").order_by("-created_at", "-id")
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         if data["user"]:
@@ -54,10 +57,10 @@ def _recorded_detail(recorded: str, documented: str) -> str:
     return recorded
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def connection_detail(request: HttpRequest, activity_id) -> HttpResponse:
-    connection = (Connection.objects.select_related("session_host", "host_pool", "gateway_instance",
+    connection = (readable(request, Connection.objects.all()).select_related("session_host", "host_pool", "gateway_instance",
                                                      "application_group", "user")
                   .filter(activity_id=activity_id).first())
     if connection is None:

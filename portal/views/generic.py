@@ -17,15 +17,16 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from core import audit
-from portal.access import staff_required
+from core.authorization import ADD, CHANGE, action_for
+from portal.access import allowed, forbidden, grants, portal_user_required, readable
 from portal.views.responses import GonePage, Link, form_page
 
 log = logging.getLogger(__name__)
 
 
 # On dispatch, so every subclass is staff only, checked before the HTTP method is; as_view() copies the
-# dispatch's portal_staff_only mark onto the URL's callback, where the permission tests look for it.
-@method_decorator(staff_required, name="dispatch")
+# dispatch's portal_guarded mark onto the URL's callback, where the permission tests look for it.
+@method_decorator(portal_user_required, name="dispatch")
 class ObjectEditView(View):
     """Create or edit one object with a ModelForm.
 
@@ -43,6 +44,11 @@ class ObjectEditView(View):
     "<user> "), then ``success_url``. Titles and messages are format strings over ``object``, ``parent`` and
     what ``message_fields()`` adds; the log may also name ``changed`` (the fields that changed). URLs are
     ``Link``s. ``form_data()``, ``get_initial()`` and ``get_extra_context()`` are the hooks for the rest.
+
+    Roles (core/authorization.py): the page needs its action (``<kind>.add`` for a create, ``.change`` for an
+    edit) held somewhere, else 403; an object or parent the user may not read is ``gone`` (404); an object
+    they may read but not change is 403; and the object as the form would save it must be allowed too (a
+    create inside the scope, no moving out of it), else 403 and nothing saved.
 
     A POST saves a valid form and redirects with the message; otherwise the form page answers, 400 when
     the form has errors (what was typed is kept). A save that the database refuses (a race with another
@@ -94,6 +100,11 @@ class ObjectEditView(View):
             return missing
         form = self.get_form()
         self.object = form.instance  # the new object, on a create
+        if self.request.method == "POST" and form.is_valid():
+            # Where the object would be after the save must be within the roles too: no creating outside
+            # the scope, no moving an object out of it.
+            if not allowed(self.request, self.verb, form.instance):
+                return forbidden(self.request, f"{self.verb} {form.instance._meta.verbose_name} there")
         if self.request.method == "POST" and form.is_valid() and self.save(form):
             messages.success(self.request, self.get_success_message())
             log.info("%s %s", self.request.user, self.get_log_message(form))
@@ -106,19 +117,30 @@ class ObjectEditView(View):
         # The declared querysets are only ever filtered here, never evaluated themselves, so no rows are
         # cached on the class between requests.
         pk = self.kwargs.get(self.pk_url_kwarg)
+        model = self.form_class._meta.model
+        if not grants(self.request).anywhere(action_for(model, self.verb)):
+            return forbidden(self.request, f"{self.verb} {model._meta.verbose_name}")
+        # What the user may not read is gone as far as they can tell (the API answers 404 too).
         if self.parent_queryset is not None:
-            self.parent = self.parent_queryset.filter(pk=pk).first()
+            self.parent = readable(self.request, self.parent_queryset).filter(pk=pk).first()
             if self.parent is None:
                 return self.parent_gone.answer(self.request, self)
             if self.queryset is not None:
-                self.object = self.queryset.filter(**{self.parent_field: self.parent}).first()
+                self.object = readable(self.request, self.queryset).filter(**{self.parent_field: self.parent}).first()
         elif self.queryset is not None:
-            self.object = self.queryset.filter(pk=pk).first()
+            self.object = readable(self.request, self.queryset).filter(pk=pk).first()
             if self.object is not None and self.parent_field:
                 self.parent = getattr(self.object, self.parent_field)
         if self.queryset is not None and self.object is None:
             return self.gone.answer(self.request, self)
+        if self.object is not None and not allowed(self.request, CHANGE, self.object):
+            return forbidden(self.request, f"change {self.object._meta.verbose_name}")
         return None
+
+    @property
+    def verb(self) -> str:
+        """What the page does, for the roles: edits an object (``queryset``) or creates one."""
+        return CHANGE if self.queryset is not None else ADD
 
     def get_form(self) -> ModelForm:
         """The form over the object (a new one on a create), bound to what was posted."""

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_POST, require_safe
 from core import audit
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp
 from portal import forms
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import allowed, forbidden, portal_user_required, readable
 from portal.views.generic import ObjectEditView
 from portal.views.responses import GonePage, Link, back
 
@@ -30,10 +31,12 @@ GROUPS = ApplicationGroup.objects.select_related("host_pool", "workspace")
 GROUP_GONE = GonePage("This application group", Link("portal:groups"), "Back to application groups")
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def group_list(request: HttpRequest) -> HttpResponse:
-    groups = (ApplicationGroup.objects.select_related("host_pool", "workspace")
+    if not grants_for_request(request).anywhere("applicationgroup.view"):
+        return forbidden(request, "read application groups")
+    groups = (readable(request, ApplicationGroup.objects.select_related("host_pool", "workspace"))
               .annotate(n_assignments=Count("assignments", distinct=True), n_apps=Count("remote_apps", distinct=True))
               .order_by("name"))
     return render(request, "portal/group_list.html", {"groups": groups, "nav": "groups"})
@@ -61,23 +64,25 @@ class GroupCreateView(ObjectEditView):
         return {**super().message_fields(), "next_step": next_step}
 
 
-def _group_context(group: ApplicationGroup, assignment_form=None) -> dict:
-    desktop = Desktop.objects.filter(application_group=group).defer("icon").first() if group.is_desktop else None
+def _group_context(request: HttpRequest, group: ApplicationGroup, assignment_form=None) -> dict:
+    desktop = (readable(request, Desktop.objects.filter(application_group=group)).defer("icon").first()
+               if group.is_desktop else None)
     return {
         "group": group, "nav": "groups", "desktop": desktop,
-        "apps": list(group.remote_apps.defer("icon").order_by("name")) if not group.is_desktop else [],
-        "assignments": list(group.assignments.select_related("user", "group").order_by("id")),
+        "apps": list(readable(request, group.remote_apps.defer("icon")).order_by("name")) if not group.is_desktop
+        else [],
+        "assignments": list(readable(request, group.assignments.select_related("user", "group")).order_by("id")),
         "assignment_form": assignment_form or forms.AssignmentForm(),
     }
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    group = GROUPS.filter(pk=pk).first()
+    group = readable(request, GROUPS).filter(pk=pk).first()
     if group is None:
         return GROUP_GONE.answer(request)
-    return render(request, "portal/group_detail.html", _group_context(group))
+    return render(request, "portal/group_detail.html", _group_context(request, group))
 
 
 class GroupEditView(ObjectEditView):
@@ -152,19 +157,22 @@ class AssignmentCreateView(ObjectEditView):
         return {**super().message_fields(), "who": self.object.user or self.object.group}
 
     def get_extra_context(self, form) -> dict:
-        return _group_context(self.parent, form)
+        return _group_context(self.request, self.parent, form)
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def assignment_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    assignment = Assignment.objects.select_related("user", "group", "application_group").filter(pk=pk).first()
+    assignment = readable(request, Assignment.objects.select_related("user", "group", "application_group")).filter(
+        pk=pk).first()
     if assignment is None:
         # Removing what is already gone is what the admin wanted: say so, no error page.
         messages.info(request, "That assignment had already been removed.")
         return redirect(back(request, reverse("portal:groups")))
     group = assignment.application_group
     who = assignment.user or assignment.group
+    if not allowed(request, "delete", assignment):
+        return forbidden(request, f"remove assignments from {group.name}")
     with transaction.atomic():
         audit.record_deleted(assignment, request=request)
         assignment.delete()
@@ -173,10 +181,13 @@ def assignment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("portal:group-detail", pk=group.pk)
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def principal_search(request: HttpRequest) -> JsonResponse:
-    """Users and groups whose name contains ``q``, for the assignment picker (at most 10 of each)."""
+    """Users and groups whose name contains ``q``, for the assignment picker (at most 10 of each): for those
+    who may assign somewhere."""
+    if not grants_for_request(request).anywhere("assignment.add"):
+        return JsonResponse({"detail": "None of your roles lets you assign."}, status=403)
     query = request.GET.get("q", "").strip()[:forms.SEARCH_MAX]
     if not query:
         return JsonResponse({"results": []})

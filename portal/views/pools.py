@@ -14,7 +14,8 @@ from django.views.decorators.http import require_POST, require_safe
 from broker.models import HostPool, SessionHost
 from core import ca
 from portal import forms, live, overview
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import allowed, forbidden, portal_user_required, readable
 from portal.views.generic import ObjectEditView
 from portal.views.responses import GonePage, Link, back, page
 
@@ -26,10 +27,13 @@ POOL_GONE = GonePage("This host pool", Link("portal:pools"), "Back to host pools
 HOST_GONE = GonePage("This session host", Link("portal:pools"), "Back to host pools")
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def pool_list(request: HttpRequest) -> HttpResponse:
-    return page(request, "portal/pool_list.html", {"pool_rows": overview.pools_with_counts(), "nav": "pools"},
+    if not grants_for_request(request).anywhere("hostpool.view"):
+        return forbidden(request, "read host pools")
+    rows = overview.pools_with_counts(readable(request, HostPool.objects.all()))
+    return page(request, "portal/pool_list.html", {"pool_rows": rows, "nav": "pools"},
                 fragments={"pools": "portal/_pool_table.html"})
 
 
@@ -43,20 +47,38 @@ class PoolCreateView(ObjectEditView):
     log_message = "created host pool {object.name}"
 
 
-def _pool_context(pool: HostPool) -> dict:
+def _pool_context(request: HttpRequest, pool: HostPool) -> dict:
     row = overview.pools_with_counts(HostPool.objects.filter(pk=pool.pk))[0]
-    groups = list(pool.application_groups.select_related("workspace").order_by("name"))
-    return {"pool": pool, "row": row, "hosts": overview.hosts_of(pool), "groups": groups, "nav": "pools",
-            "live_pool_id": pool.pk}
+    groups = list(readable(request, pool.application_groups.select_related("workspace")).order_by("name"))
+    hosts = overview.hosts_of(pool, readable(request, SessionHost.objects.all()))
+    return {"pool": pool, "row": row, "hosts": hosts, "groups": groups, "nav": "pools", "live_pool_id": pool.pk}
 
 
-@staff_required
+def _object_or_answer(request: HttpRequest, model, pk: int, verb: str, gone: GonePage):
+    """(the object, None) if the user may read it and do ``verb`` to it; else (None, its gone page or a 403)."""
+    obj = readable(request, model.objects.all()).filter(pk=pk).first()
+    if obj is None:
+        return None, gone.answer(request)
+    if not allowed(request, verb, obj):
+        return None, forbidden(request, f"{verb} {model._meta.verbose_name} {obj.name}")
+    return obj, None
+
+
+def _pool_or_answer(request: HttpRequest, pk: int, verb: str = "view") -> tuple[HostPool | None, HttpResponse | None]:
+    return _object_or_answer(request, HostPool, pk, verb, POOL_GONE)
+
+
+def _host_or_answer(request: HttpRequest, pk: int, verb: str) -> tuple[SessionHost | None, HttpResponse | None]:
+    return _object_or_answer(request, SessionHost, pk, verb, HOST_GONE)
+
+
+@portal_user_required
 @require_safe
 def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pool = HostPool.objects.filter(pk=pk).first()
-    if pool is None:
-        return POOL_GONE.answer(request)
-    return page(request, "portal/pool_detail.html", _pool_context(pool), fragments=POOL_FRAGMENTS)
+    pool, answer = _pool_or_answer(request, pk)
+    if answer:
+        return answer
+    return page(request, "portal/pool_detail.html", _pool_context(request, pool), fragments=POOL_FRAGMENTS)
 
 
 class PoolEditView(ObjectEditView):
@@ -70,17 +92,17 @@ class PoolEditView(ObjectEditView):
     log_message = "changed host pool {object.name}: {changed}"
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def pool_token(request: HttpRequest, pk: int) -> HttpResponse:
     """Issue a registration token and show it in this response only: nothing stores it in clear."""
-    pool = HostPool.objects.filter(pk=pk).first()
-    if pool is None:
-        return POOL_GONE.answer(request)
+    pool, answer = _pool_or_answer(request, pk, "token")
+    if answer:
+        return answer
     token, expires_at = pool.issue_registration_token()
     log.info("%s generated a registration token for host pool %s (valid until %s)", request.user, pool.name,
              expires_at.isoformat())
-    context = _pool_context(pool)
+    context = _pool_context(request, pool)
     context.update(new_token=token, token_expires_at=expires_at, server_url=_server_url(request),
                    ca_fingerprint=_ca_pin(request), fragments_url=reverse("portal:pool-detail", args=[pool.pk]),
                    suggested_host_name=f"{pool.name}-{len(context['hosts']) + 1:02d}"[:63])
@@ -101,12 +123,12 @@ def _ca_pin(request: HttpRequest) -> str:
     return ca.ca_fingerprint() if ours else ""
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    pool = HostPool.objects.filter(pk=pk).first()
-    if pool is None:
-        return POOL_GONE.answer(request)
+    pool, answer = _pool_or_answer(request, pk, "token")
+    if answer:
+        return answer
     pool.revoke_registration_token()
     log.info("%s revoked the registration token of host pool %s", request.user, pool.name)
     messages.success(request, f"The registration token of {pool.name} is revoked: no new host can join with it.")
@@ -115,30 +137,30 @@ def pool_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- session hosts ---------------------------------------------------------------------------------
 
-@staff_required
+@portal_user_required
 @require_safe
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    host = (SessionHost.objects.select_related("host_pool", "assigned_user", "certificate", "marked_for_replacement_by")
-            .filter(pk=pk).first())
+    host = (readable(request, SessionHost.objects.select_related(
+        "host_pool", "assigned_user", "certificate", "marked_for_replacement_by")).filter(pk=pk).first())
     if host is None:
         return HOST_GONE.answer(request)
     overview._decorate([host])
     context = {
         "host": host, "nav": "pools", "live_host_id": host.pk, "host_live": host.holds_valid_certificate(),
         "checks": overview.health_checks(host),
-        "sessions": list(host.user_sessions.select_related("user").order_by("session_id")),
+        "sessions": list(readable(request, host.user_sessions.select_related("user")).order_by("session_id")),
         "changes": list(host.status_changes.all()[:20]),
     }
     return page(request, "portal/host_detail.html", context, fragments=HOST_FRAGMENTS)
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def host_drain(request: HttpRequest, pk: int) -> HttpResponse:
     """Drain mode on (``allow=0``) or off (``allow=1``)."""
-    host = SessionHost.objects.filter(pk=pk).first()
-    if host is None:
-        return HOST_GONE.answer(request)
+    host, answer = _host_or_answer(request, pk, "drain")
+    if answer:
+        return answer
     allow = request.POST.get("allow")
     if allow not in {"0", "1"}:
         messages.error(request, "Choose whether the host takes new sessions.")
@@ -153,14 +175,14 @@ def host_drain(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(back(request, reverse("portal:pool-detail", args=[host.host_pool_id])))
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def host_replacement(request: HttpRequest, pk: int) -> HttpResponse:
     """Mark the host for replacement (``mark=1``: the next registration of its name takes it over) or
     cancel the mark (``mark=0``)."""
-    host = SessionHost.objects.filter(pk=pk).first()
-    if host is None:
-        return HOST_GONE.answer(request)
+    host, answer = _host_or_answer(request, pk, "replace")
+    if answer:
+        return answer
     mark = request.POST.get("mark")
     if mark not in {"0", "1"}:
         messages.error(request, "Choose whether the host may be replaced.")

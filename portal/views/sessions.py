@@ -17,7 +17,8 @@ from broker.hostbus import CommandResult
 from broker.models import UserSession
 from hostagent import commands
 from portal import forms, live
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import allowed, forbidden, portal_user_required, readable
 from portal.views.responses import PAGE_SIZE, back, form_page, page
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,13 @@ SESSION_FRAGMENTS = {"sessions": "portal/_session_table.html"}
 COMMAND_TIMEOUT = 10.0
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def session_list(request: HttpRequest) -> HttpResponse:
+    if not grants_for_request(request).anywhere("usersession.view"):
+        return forbidden(request, "read user sessions")
     form = forms.SessionSearchForm(request.GET or None)
-    sessions = UserSession.objects.select_related("session_host__host_pool", "user").order_by(
+    sessions = readable(request, UserSession.objects.all()).select_related("session_host__host_pool", "user").order_by(
         "session_host__name", "session_id")
     query = form.cleaned_data["q"].strip() if form.is_valid() else ""
     if query:
@@ -43,8 +46,11 @@ def session_list(request: HttpRequest) -> HttpResponse:
     return page(request, "portal/session_list.html", context, fragments=SESSION_FRAGMENTS)
 
 
-def _session_or_gone(request: HttpRequest, pk: int) -> tuple[UserSession | None, HttpResponse | None]:
-    session = UserSession.objects.select_related("session_host").filter(pk=pk).first()
+def _session_or_gone(request: HttpRequest, pk: int, verb: str) -> tuple[UserSession | None, HttpResponse | None]:
+    """The session, if the user may read it and do ``verb`` (logoff, disconnect, message) to it."""
+    session = readable(request, UserSession.objects.select_related("session_host")).filter(pk=pk).first()
+    if session is not None and not allowed(request, verb, session):
+        return None, forbidden(request, f"{verb} sessions on {session.session_host.name}")
     if session is None:
         messages.info(request, "That session has already ended (the host reported it gone, or someone logged it "
                                "off).")
@@ -69,10 +75,10 @@ def _report(request: HttpRequest, action: str, session: UserSession, result: Com
 
 
 def _send(request: HttpRequest, pk: int, action: str, command: Callable[..., CommandResult],
-          done: str) -> HttpResponse:
+          done: str, verb: str) -> HttpResponse:
     """Send one command to the session through its host's agent, wait for the answer, report it in words
     and go back to the page the admin came from."""
-    session, answer = _session_or_gone(request, pk)
+    session, answer = _session_or_gone(request, pk, verb)
     if answer:
         return answer
     result = command(session, timeout=COMMAND_TIMEOUT)
@@ -84,21 +90,21 @@ def _send(request: HttpRequest, pk: int, action: str, command: Callable[..., Com
     return redirect(back(request, reverse("portal:sessions")))
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def session_logoff(request: HttpRequest, pk: int) -> HttpResponse:
-    return _send(request, pk, "Log off", commands.log_off_user_session, "logged off")
+    return _send(request, pk, "Log off", commands.log_off_user_session, "logged off", "logoff")
 
 
-@staff_required
+@portal_user_required
 @require_POST
 def session_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
-    return _send(request, pk, "Disconnect", commands.disconnect_user_session, "disconnected")
+    return _send(request, pk, "Disconnect", commands.disconnect_user_session, "disconnected", "disconnect")
 
 
-@staff_required
+@portal_user_required
 def session_message(request: HttpRequest, pk: int) -> HttpResponse:
-    session, answer = _session_or_gone(request, pk)
+    session, answer = _session_or_gone(request, pk, "message")
     if answer:
         return answer
     form = forms.MessageForm(request.POST or None)

@@ -8,17 +8,20 @@ from django.views.decorators.http import require_safe
 
 from feed.models import Workspace
 from portal import forms
-from portal.access import staff_required
+from core.authorization import grants_for_request
+from portal.access import forbidden, portal_user_required, readable
 from portal.views.generic import ObjectEditView
 from portal.views.responses import GonePage, Link
 
 WORKSPACE_GONE = GonePage("This workspace", Link("portal:workspaces"), "Back to workspaces")
 
 
-@staff_required
+@portal_user_required
 @require_safe
 def workspace_list(request: HttpRequest) -> HttpResponse:
-    workspaces = Workspace.objects.annotate(n_groups=Count("application_groups")).order_by("name")
+    if not grants_for_request(request).anywhere("workspace.view"):
+        return forbidden(request, "read workspaces")
+    workspaces = readable(request, Workspace.objects.all()).annotate(n_groups=Count("application_groups")).order_by("name")
     return render(request, "portal/workspace_list.html", {"workspaces": workspaces, "nav": "workspaces"})
 
 

@@ -19,6 +19,7 @@ from core.models import (
     OidcAccount,
     OidcGroup,
     RevokedTicket,
+    RoleAssignment,
     UserAccessChange,
 )
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
@@ -82,6 +83,8 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
     revoked_ticket = RevokedTicket.objects.create(jti="3f9d2c1b", expires_at=timezone.now() + timedelta(hours=8))
     access_change = UserAccessChange.objects.create(user_id=member.pk, changed_at=START, reason="signed out")
     directory_account = DirectoryAccount.objects.create(user=member, dn="uid=member,ou=people,dc=example,dc=org")
+    role_assignment = RoleAssignment.objects.create(role="Host Pool Reader", user=member, scope_type="hostpool",
+                                                    scope_id=pooled_pool.pk)
     audit_event = audit.record(AuditAction.DRAIN, host, changes={"allow_new_sessions": [True, False]})
     oidc_account = OidcAccount.objects.create(user=member, issuer="https://id.example.org/o", subject="subject-7")
     oidc_group = OidcGroup.objects.create(group=Group.objects.create(name="Sales"))
@@ -102,6 +105,7 @@ def estate(member, workspace, pooled_pool, personal_pool, desktop_group, remotea
         RevokedTicket: revoked_ticket,
         UserAccessChange: access_change,
         DirectoryAccount: directory_account,
+        RoleAssignment: role_assignment,
         AuditEvent: audit_event,
         OidcAccount: oidc_account,
         OidcGroup: oidc_group,

@@ -95,9 +95,10 @@ class TestReplacement:
         live_host.host.mark_for_replacement(by=admin_user)
         assert "marked for replacement by admin at" in admin_browser.get(change).content.decode()
 
-    def test_staff_without_the_change_permission_cannot_mark(self, django_user_model, live_host):
+    def test_staff_without_the_replace_action_cannot_mark(self, django_user_model, live_host, give_role):
         viewer = django_user_model.objects.create_user("viewer", is_staff=True)
-        viewer.user_permissions.add(Permission.objects.get(codename="view_sessionhost"))
+        viewer.user_permissions.add(Permission.objects.get(codename="change_sessionhost"))  # grants nothing
+        give_role(viewer, "Host Pool Reader")
         browser = Client()
         browser.force_login(viewer)
         response = run_action(browser, SESSION_HOSTS, "mark_for_replacement", [live_host.host])

@@ -19,6 +19,7 @@ from core.models import (
     OidcAccount,
     OidcGroup,
     RevokedTicket,
+    RoleAssignment,
     UserAccessChange,
 )
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     Workspace, HostPool, ApplicationGroup, Assignment, Desktop, RemoteApp, SessionHost, SessionHostStatusChange,
     UserSession, GatewayInstance, Connection, Certificate, ApiToken, RevokedTicket, UserAccessChange,
-    DirectoryAccount, AuditEvent, OidcAccount, OidcGroup,
+    DirectoryAccount, RoleAssignment, AuditEvent, OidcAccount, OidcGroup,
 ]
 READ_ONLY = [Connection, UserSession, SessionHostStatusChange, GatewayInstance, Certificate, RevokedTicket,
              UserAccessChange, AuditEvent]
@@ -93,6 +94,7 @@ SEARCH_TERMS = {
     RevokedTicket: lambda obj: obj.jti,
     UserAccessChange: lambda obj: "signed out",
     DirectoryAccount: lambda obj: "ou=people",
+    RoleAssignment: lambda obj: "Host Pool Reader",
     AuditEvent: lambda obj: obj.object_repr,
     OidcAccount: lambda obj: "subject-7",
     OidcGroup: lambda obj: "Sales",

@@ -34,11 +34,9 @@ def test_a_message_needs_its_text(client, admin_user, session):
     assert run_action(client, "send_message", session, title="Hi", text="  ") == ["Type the message text first."]
 
 
-def test_the_actions_are_offered_only_with_the_change_permission(client, django_user_model, session):
+def test_the_actions_are_offered_only_with_a_role_that_grants_them(client, django_user_model, session, give_role):
     viewer = django_user_model.objects.create_user("viewer", is_staff=True)
-    from django.contrib.auth.models import Permission
-
-    viewer.user_permissions.add(Permission.objects.get(codename="view_usersession"))
+    give_role(viewer, "User Session Reader")
     client.force_login(viewer)
     response = client.get(reverse("admin:broker_usersession_changelist"))
     assert response.status_code == 200

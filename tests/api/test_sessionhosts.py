@@ -158,9 +158,10 @@ def test_cancelling_the_mark_refuses_registrations_again(admin_api, live_host):
     live_host.assert_not_replaced(live_host.register_again())
 
 
-def test_marking_twice_keeps_the_first_mark(admin_api, session_host, django_user_model):
+def test_marking_twice_keeps_the_first_mark(admin_api, session_host, django_user_model, give_role):
     first = admin_api.post(replacement_url(session_host), {"marked_for_replacement": True}).json()
-    other = django_user_model.objects.create_user("other-admin", is_staff=True)
+    other = django_user_model.objects.create_user("other-admin")
+    give_role(other, "Session Host Contributor", session_host.host_pool)
     again = api_for(other).post(replacement_url(session_host), {"marked_for_replacement": True}).json()
     assert again["marked_for_replacement_at"] == first["marked_for_replacement_at"]
     assert again["marked_for_replacement_by_username"] == "admin"
@@ -193,12 +194,12 @@ def test_a_plain_user_is_refused_the_replacement_action(member_api, live_host):
     live_host.assert_not_replaced(live_host.register_again())
 
 
-def test_a_demoted_admin_is_refused_the_replacement_action(django_user_model, live_host):
-    staff = django_user_model.objects.create_user("former-admin", is_staff=True)
-    api = api_for(staff)  # a token issued while staff
+def test_a_demoted_admin_is_refused_the_replacement_action(django_user_model, live_host, give_role):
+    staff = django_user_model.objects.create_user("former-admin")
+    role = give_role(staff, "Session Host Contributor")
+    api = api_for(staff)  # a token issued while they held the role
     assert api.get(f"/api/v1/sessionhosts/{live_host.host.pk}/").status_code == 200
-    staff.is_staff = False
-    staff.save()
+    role.delete()
 
     response = api.post(replacement_url(live_host.host), {"marked_for_replacement": True})
 

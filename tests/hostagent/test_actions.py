@@ -29,13 +29,14 @@ def test_anonymous_callers_are_refused(anonymous_api, user_session):
 
 
 @pytest.mark.django_db
-def test_users_without_the_permission_are_refused(member_api, user_session):
+def test_users_without_a_role_are_refused_whatever_model_permissions_they_hold(member, member_api, user_session):
+    member.user_permissions.add(Permission.objects.get(codename="change_usersession"))
     assert member_api.post(url(user_session, "logoff")).status_code == 403
 
 
 @pytest.mark.django_db
-def test_the_change_permission_on_user_sessions_is_enough(member, member_api, user_session):
-    member.user_permissions.add(Permission.objects.get(codename="change_usersession"))
+def test_a_user_session_operator_of_the_pool_is_enough(member, member_api, user_session, give_role):
+    give_role(member, "User Session Operator", user_session.session_host.host_pool)
     response = member_api.post(url(user_session, "logoff"))
     assert response.status_code == 503 and response.json()["status"] == "offline"
 

@@ -18,12 +18,12 @@ from prometheus_client import REGISTRY
 
 from broker.models import GatewayInstance
 from core import oidc
-from core.models import OidcAccount, OidcGroup, UserAccessChange
+from core.models import OidcAccount, OidcGroup, RoleAssignment, UserAccessChange
 from core.tickets import issue_connection_ticket
 from feed.models import ApplicationGroup, Assignment
 from gateway import records
 from testbed.ports import free_port
-from tests.oidc.conftest import authorize, callback_path, oidc_config, sign_in
+from tests.oidc.conftest import _serial, authorize, callback_path, oidc_config, sign_in
 from wire.errors import ErrorCode
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -151,11 +151,15 @@ def test_local_groups_are_kept_and_never_joined_by_a_claim(configured, oidc_prov
     assert "it is a local group" in caplog.text
 
 
-def test_the_portal_takes_a_staff_user_signed_in_through_the_provider(configured, oidc_provider, provider_user):
-    name = provider_user("erin")
+def test_the_portal_takes_a_user_whose_provider_group_holds_a_role(configured, oidc_provider, provider_user):
+    """Staff status grants nothing (docs/roles.md): a role given to the provider's group opens the portal."""
+    helpdesk = f"helpdesk{next(_serial)}"
+    name = provider_user("erin", groups=[helpdesk])
     client = Client()
-    sign_in(client, oidc_provider, name)
-    get_user_model().objects.filter(username=name).update(is_staff=True)
+    assert sign_in(client, oidc_provider, name)["Location"] == "/"
+    assert client.get("/portal/", secure=True).status_code == 403  # no role yet
+    RoleAssignment.objects.create(role="Desktop Virtualization Reader", group=Group.objects.get(name=helpdesk),
+                                  scope_type="all")
 
     response = sign_in(client, oidc_provider, name, next_path="/portal/")
 

@@ -1,13 +1,15 @@
-"""Who may use the portal: active staff only. Every route is checked, with GET and POST, so a new page
+"""Who may use the portal: active users holding a role (and superusers); staff status alone is not enough. Every route is checked, with GET and POST, so a new page
 cannot be added without the guard."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from lxml import html
 
 from broker.models import UserSession
+from core.models import RoleAssignment
 from feed.models import Assignment, RemoteApp
 from portal import urls as portal_urls
 
@@ -27,13 +29,24 @@ def every_url(estate) -> list[str]:
         "session-logoff": [UserSession.objects.first().pk], "session-disconnect": [UserSession.objects.first().pk],
         "session-message": [UserSession.objects.first().pk],
         "connection-detail": [estate["ok"].activity_id],
+        "role-remove": [RoleAssignment.objects.create(role="Workspace Reader", group=Group.objects.create(name="r"),
+                                                      scope_type="all").pk],
     }
     return [reverse(f"portal:{p.name}", args=args.get(p.name, [])) for p in portal_urls.urlpatterns]
 
 
-def test_every_route_is_guarded_by_staff_required():
-    unguarded = [p.name for p in portal_urls.urlpatterns if not getattr(p.callback, "portal_staff_only", False)]
+def test_every_route_is_guarded_by_portal_user_required():
+    unguarded = [p.name for p in portal_urls.urlpatterns if not getattr(p.callback, "portal_guarded", False)]
     assert unguarded == []
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_staff_without_a_role_gets_403_on_every_portal_url(member, every_url, method):
+    member.is_staff = True
+    member.save()
+    client = Client()
+    client.force_login(member)
+    assert {url: getattr(client, method)(url).status_code for url in every_url} == {url: 403 for url in every_url}
 
 
 @pytest.mark.parametrize("method", ["get", "post"])

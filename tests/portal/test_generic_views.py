@@ -16,7 +16,7 @@ from broker.models import HostPool
 from feed.models import Desktop, RemoteApp, Workspace
 from portal import forms
 from portal import urls as portal_urls
-from portal.access import staff_required
+from portal.access import portal_user_required
 from portal.views.generic import ObjectEditView
 from portal.views.responses import GonePage, Link
 
@@ -141,16 +141,16 @@ def test_the_staff_mark_of_a_class_based_route_comes_from_its_guarded_dispatch()
     class Unguarded(View):
         pass
 
-    @method_decorator(staff_required, name="dispatch")
+    @method_decorator(portal_user_required, name="dispatch")
     class Guarded(View):
         pass
 
-    assert not hasattr(Unguarded.as_view(), "portal_staff_only")
-    assert Guarded.as_view().portal_staff_only is True
+    assert not hasattr(Unguarded.as_view(), "portal_guarded")
+    assert Guarded.as_view().portal_guarded is True
     class_routes = [p for p in portal_urls.urlpatterns if hasattr(p.callback, "view_class")]
     assert len(class_routes) == 10
     assert all(issubclass(p.callback.view_class, ObjectEditView) for p in class_routes)
-    assert all(p.callback.portal_staff_only for p in class_routes)
+    assert all(p.callback.portal_guarded for p in class_routes)
 
 
 def test_a_declaration_that_cannot_work_fails_when_it_is_made():

@@ -120,13 +120,18 @@ async def test_plain_users_and_anonymous_visitors_are_refused(member):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_socket_lets_in_exactly_whom_the_pages_let_in(admin_user, member, django_user_model):
+async def test_the_socket_lets_in_exactly_whom_the_pages_let_in(admin_user, member, django_user_model, give_role):
     """One rule (access.is_portal_user) for the pages and the socket, whatever user the scope holds: none at
-    all (no auth middleware), a plain user, an inactive staff account, active staff."""
-    former = await database_sync_to_async(django_user_model.objects.create_user)(
-        "former", is_staff=True, is_active=False)
+    all (no auth middleware), a plain user, staff without a role, an inactive account with a role, an
+    active one with a role, a superuser."""
+    former = await database_sync_to_async(django_user_model.objects.create_user)("former", is_active=False)
+    staff = await database_sync_to_async(django_user_model.objects.create_user)("staff", is_staff=True)
+    reader = await database_sync_to_async(django_user_model.objects.create_user)("reader")
+    for holder in (former, reader):
+        await database_sync_to_async(give_role)(holder, "Workspace Reader")
     admitted = {}
-    for user in (None, member, former, admin_user):
+    cast = (None, member, staff, former, reader, admin_user)
+    for user in cast:
         communicator = WebsocketCommunicator(PortalConsumer.as_asgi(), "/ws/portal/")
         if user is not None:
             communicator.scope["user"] = user
@@ -134,8 +139,33 @@ async def test_the_socket_lets_in_exactly_whom_the_pages_let_in(admin_user, memb
         await communicator.disconnect()
         admitted[getattr(user, "username", None)] = connected
 
-    assert admitted == {None: False, "member": False, "former": False, "admin": True}
-    assert admitted == {getattr(u, "username", None): is_portal_user(u) for u in (None, member, former, admin_user)}
+    assert admitted == {None: False, "member": False, "staff": False, "former": False, "reader": True, "admin": True}
+    rule = {getattr(u, "username", None): await database_sync_to_async(is_portal_user)(u) for u in cast}
+    assert admitted == rule
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_pool_scoped_reader_hears_of_their_pool_s_hosts_only(django_user_model, give_role, admin_user):
+    from broker.models import HostPool  # noqa: PLC0415
+
+    pools = [await database_sync_to_async(HostPool.objects.create)(name=name) for name in ("mine", "theirs")]
+    reader = await database_sync_to_async(django_user_model.objects.create_user)("reader")
+    role = await database_sync_to_async(give_role)(reader, "Host Pool Reader", pools[0])
+    page = await open_socket(reader)
+
+    theirs = await database_sync_to_async(SessionHost.objects.create)(host_pool=pools[1], name="h-theirs")
+    await database_sync_to_async(UserSession.objects.create)(session_host=theirs, session_id=1, username="u")
+    mine = await database_sync_to_async(SessionHost.objects.create)(host_pool=pools[0], name="h-mine")
+    await database_sync_to_async(UserSession.objects.create)(session_host=mine, session_id=1, username="u")
+    # Messages arrive in order: everything about their host was dropped before the first about mine.
+    assert await page.receive_json_from(timeout=TIMEOUT) == {"type": "host", "host_id": mine.pk,
+                                                              "host_pool_id": pools[0].pk}
+    assert await page.receive_json_from(timeout=TIMEOUT) == {"type": "sessions", "host_id": mine.pk}
+
+    await database_sync_to_async(role.delete)()
+    await database_sync_to_async(mine.set_status)("available", "checks pass")
+    assert await page.receive_nothing(timeout=1)
+    await page.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

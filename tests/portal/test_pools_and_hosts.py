@@ -257,13 +257,13 @@ def test_a_plain_user_is_refused_the_replacement_button(plain, live_host):
     live_host.assert_not_replaced(live_host.register_again())
 
 
-def test_a_demoted_admin_is_refused_the_replacement_button(django_user_model, live_host):
-    former = django_user_model.objects.create_user("former-admin", is_staff=True)
+def test_a_demoted_admin_is_refused_the_replacement_button(django_user_model, live_host, give_role):
+    former = django_user_model.objects.create_user("former-admin")
+    role = give_role(former, "Session Host Contributor", live_host.host.host_pool)
     browser = Client()
     browser.force_login(former)
     assert browser.get(reverse("portal:host-detail", args=[live_host.host.pk])).status_code == 200
-    former.is_staff = False
-    former.save()
+    role.delete()
 
     response = browser.post(reverse("portal:host-replacement", args=[live_host.host.pk]), {"mark": "1"})
 

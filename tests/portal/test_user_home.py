@@ -41,7 +41,7 @@ def test_a_user_without_connections_sees_no_list(client, outsider, db):
     assert recent(client.get("/")) == []
 
 
-def test_staff_get_a_link_to_the_portal_and_users_do_not(staff, plain, estate):
+def test_portal_users_get_a_link_to_the_portal_and_users_do_not(staff, plain, estate):
     assert 'href="/portal/"' in staff.get("/").content.decode()
     assert 'href="/portal/"' not in plain.get("/").content.decode()
 
@@ -56,5 +56,5 @@ def test_the_page_costs_a_fixed_number_of_queries(plain, estate, member):
     Connection.objects.bulk_create([Connection(user=member, username="member", state="failed",
                                                error_code="InternalError") for _ in range(20)])
 
-    # session, user, desktops, RemoteApps, connections
-    assert (few, count()) == (5, 5)
+    # session, user, desktops, RemoteApps, connections, their roles (whether to link to the portal)
+    assert (few, count()) == (6, 6)
