@@ -31,6 +31,7 @@ from bench.harness import (  # noqa: E402
     Estate,
     cpu_seconds,
     exit_on_sigterm,
+    machine_busy,
     machine_description,
     markdown_table,
     own_cpu_seconds,
@@ -65,11 +66,6 @@ class Step:
     def held(self, baseline_p99: float) -> bool:
         return (self.errors == 0 and self.complete == self.sessions
                 and self.p99 - baseline_p99 < LATENCY_TARGET)
-
-
-def machine_busy() -> tuple[int, int]:
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields), fields[3] + fields[4]  # total, idle + iowait
 
 
 async def open_all(opener, count: int) -> tuple[list, list[str]]:

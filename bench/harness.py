@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from testbed.api import call  # noqa: E402
 from testbed.lifecycle import read_log, start_logged, stop_group  # noqa: E402
 from testbed.ports import free_port, is_listening  # noqa: E402
 from testbed.processes import ControlPlane  # noqa: E402
@@ -145,6 +147,21 @@ class RdpFile:
         host, _, port = settings["gatewayhostname"].value.rpartition(":")
         return cls(gateway_host=host, gateway_port=int(port), ticket=settings["gatewayaccesstoken"].value,
                    resource=settings["full address"].value)
+
+def fetch_rdp_file(base_url: str, user_token: str, context: ssl.SSLContext) -> RdpFile:
+    """The user's desktop .rdp file as the user downloads it from the feed at ``base_url`` (a plane, or a
+    cluster's proxy): the feed's link is followed on ``base_url``, whatever origin it names."""
+    status, feed = call(base_url, "GET", "/api/v1/feed/", None, user_token, timeout=30, context=context)
+    if status != 200:
+        raise BenchError(f"feed: {status} {feed}")
+    desktop = next(r for r in feed if r["type"].lower() == "desktop")  # type: ignore[union-attr]
+    path = "/" + desktop["rdp_url"].split("://", 1)[1].split("/", 1)[1]
+    request = urllib.request.Request(base_url + path, headers={"Authorization": f"Bearer {user_token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return RdpFile.parse(rdpfile.decode(response.read()))
+    except urllib.error.HTTPError as error:
+        raise BenchError(f"GET {path}: {error.code} {error.read()[:300]!r}") from None
 
 @dataclass
 class Estate:
@@ -372,6 +389,47 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (from /proc: each process's parent), e.g. PostgreSQL's backends."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by ``pid`` and its living descendants."""
+    return sum(cpu_seconds(each) for each in process_tree(pid))
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid``'s main thread alone (for `serve`: its event loop, without the database threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def open_files(pid: int) -> int:
+    """How many file descriptors ``pid`` holds."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+def machine_busy() -> tuple[int, int]:
+    """The machine's CPU time so far, in clock ticks: (total, idle + iowait), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
 
 def own_cpu_seconds() -> float:
     times = os.times()

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,11 +91,30 @@ def make_root(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def raise_nofile_limit() -> int:
+def raise_nofile_limit(wanted: int = 0) -> int:
+    """Raise this process's open-file limit (inherited by the processes it starts, nothing machine-wide) to
+    the hard limit, or to ``wanted`` when that is more and we may raise the hard limit (as root); returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def provision(agents: list[SimulatedAgent], work_dir: Path, manage: Callable[..., object]) -> None:
+    """One session host per agent, each with a host-agent certificate our CA issues from the agent's CSR, in
+    one `manage.py shell` (``manage(*args, **extra_env)`` runs manage.py against the plane's database)."""
+    requests = work_dir / "csrs.json"
+    answers = work_dir / "certificates.json"
+    requests.write_text(json.dumps([[agent.name, make_csr(agent.key, agent.name)] for agent in agents]))
+    manage("shell", "-c", PROVISION, BENCH_REQUESTS=str(requests), BENCH_ANSWERS=str(answers))
+    for agent, pem in zip(agents, json.loads(answers.read_text())):
+        agent.certificate_pem = pem
 
 
 def free_port() -> int:
@@ -156,12 +176,7 @@ class Server:
         raise SystemExit(f"serve did not start:\n{(self.data_dir / 'serve.log').read_text()[-3000:]}")
 
     def provision(self, agents: list[SimulatedAgent]) -> None:
-        requests = self.data_dir / "csrs.json"
-        answers = self.data_dir / "certificates.json"
-        requests.write_text(json.dumps([[agent.name, make_csr(agent.key, agent.name)] for agent in agents]))
-        self.manage("shell", "-c", PROVISION, BENCH_REQUESTS=str(requests), BENCH_ANSWERS=str(answers))
-        for agent, pem in zip(agents, json.loads(answers.read_text())):
-            agent.certificate_pem = pem
+        provision(agents, self.data_dir, self.manage)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -204,12 +219,15 @@ class SimulatedAgent:
     key: object = field(default_factory=new_key)
     certificate_pem: str = ""
 
-    async def run(self, url: str, context: ssl.SSLContext, stats: Stats, handshakes: asyncio.Semaphore,
+    async def run(self, url: str, context: ssl.SSLContext | None, stats: Stats, handshakes: asyncio.Semaphore,
                   online: asyncio.Event) -> None:
+        """Connect to ``url`` (wss:// with ``context``; ws:// to a plain listener behind a proxy with None),
+        authenticate, then heartbeat until cancelled."""
         certificate = x509.load_pem_x509_certificate(self.certificate_pem.encode())
+        tls = {"ssl": context} if context is not None else {}
         try:
             async with handshakes:
-                ws = await websockets.connect(url, ssl=context, max_size=hostchannel.MAX_FRAME_BYTES, compression=None,
+                ws = await websockets.connect(url, **tls, max_size=hostchannel.MAX_FRAME_BYTES, compression=None,
                                               open_timeout=120, ping_interval=None, close_timeout=2)
                 challenge = hostchannel.decode_server_message(await ws.recv())
                 signature = proof.sign_challenge(self.key, hostchannel.decode_base64url(challenge["nonce"]), certificate)

@@ -75,6 +75,13 @@ FAST_ENV = {
 }
 
 
+def missing_tools() -> list[str]:
+    """What this machine lacks to run a cluster (nginx, redis-server, PostgreSQL 15's server binaries)."""
+    return [tool for tool, present in (
+        ("nginx", shutil.which("nginx")), ("redis-server", shutil.which("redis-server")),
+        ("PostgreSQL 15 server", (POSTGRES_BIN / "pg_ctl").exists())) if not present]
+
+
 class ClusterError(ControlPlaneError):
     """A process of the cluster did not start or stop (the message carries its log)."""
 
@@ -336,12 +343,16 @@ class Cluster:
     """
 
     def __init__(self, instances: int = 2, *, work_dir: Path | None = None,
-                 extra_env: Mapping[str, str] | None = None, start_timeout: float = 90.0, grace: float = 10.0):
+                 extra_env: Mapping[str, str] | None = None, start_timeout: float = 90.0, grace: float = 10.0,
+                 ca: tuple[Path, Path] | None = None):
         if instances < 1:
             raise ValueError("a cluster has at least one instance")
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="wvd-cluster-"))
         self.extra_env = dict(extra_env or {})
+        # An existing CA (certificate, key) adopted with `initca --cert --key` instead of a new one: a bench
+        # issuing thousands of host certificates adopts an EC root, quicker to load for each than RSA.
+        self.ca_files = ca
         self.start_timeout = start_timeout
         self.grace = grace
         self.data_dir = self.work_dir / "data"
@@ -396,7 +407,8 @@ class Cluster:
             self.redis.start()
             self.env = self._environment()
             self.manage("migrate", "--noinput", timeout=300)
-            self.manage("initca")
+            adopt = ["--cert", str(self.ca_files[0]), "--key", str(self.ca_files[1])] if self.ca_files else []
+            self.manage("initca", *adopt)
             for instance in self.instances:  # one by one: the first one issues the shared certificates
                 self.start_instance(instance.index)
             self._start_nginx()
@@ -688,4 +700,4 @@ def _wait(condition: Callable[[], bool], timeout: float, process: subprocess.Pop
 
 
 __all__ = ["FAST_ENV", "UNITS_DIR", "UNIT_FILES", "Agent", "Cluster", "ClusterError", "Desktop", "Instance", "PrivatePostgres",
-           "PrivateRedis", "Process", "Unit", "nginx_config"]
+           "PrivateRedis", "Process", "Unit", "missing_tools", "nginx_config"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.cluster import missing_tools
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,3 +140,28 @@ def test_browser_benchmark_measures_the_browser_path_beside_the_rd_gateway_path(
     round_trips = {row[0]: row for row in table_rows(output, "path")}
     assert set(round_trips) == {"direct", "RD Gateway", "browser"}
     assert all(row[1] == "30" for row in round_trips.values())
+
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(bool(missing_tools()), reason=f"the cluster needs {', '.join(missing_tools())}")
+@pytest.mark.skipif("cluster" in os.environ.get("WVD_TEST_SKIP", "").split(","),
+                    reason="WVD_TEST_SKIP=cluster: CI runs the cluster's benchmark on the PostgreSQL + Redis shape")
+def test_cluster_benchmark_holds_channels_on_two_instances_and_sets_up_beside_one():
+    output = run_bench("cluster.py", timeout=300)
+
+    setup = table_rows(output, "shape")
+    assert [row[0].split(",")[0] for row in setup] == ["one instance (gw2 stopped)", "two instances", "two instances"]
+    for row in setup:
+        assert row[2] == "0" and float(row[3]) > 0, row  # every connection set up, none failed
+        assert row[-1] in ("PASS", "MISS"), row
+    assert setup[0][8] == "1.00" and float(setup[1][8]) > 0  # ratios against the one-instance run
+    steps = table_rows(output, "agents")
+    assert [row[:4] for row in steps] == [["30", "30", "0", "0"], ["60", "60", "0", "0"]]  # all held, none lost
+    assert all(int(row[5]) > 0 and row[-1] in ("PASS", "MISS") for row in steps)  # heartbeats were measured
+    instances = table_rows(output, "instance")
+    assert [(row[0], row[1], row[2]) for row in instances] == [
+        ("gw1", "30", "15"), ("gw2", "30", "15"), ("gw1", "60", "30"), ("gw2", "60", "30")]  # spread over both
+    assert all(float(row[4]) > 0 and float(row[6]) > 0 for row in instances), instances  # p99, KiB per channel
+    assert [row[0] for row in table_rows(output, "step")] == ["30", "60"]  # the CPU of every process per step
+    assert table_rows(output, "largest step held with heartbeat p99 < 250 ms")[0][-1] in ("PASS", "MISS")

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import os
 import secrets
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -23,16 +22,13 @@ from pathlib import Path
 import pytest
 
 from bench.clients import RdgStream, client_tls_context
-from bench.harness import Child, RdpFile, start_target
-from testbed.cluster import POSTGRES_BIN, Agent, Cluster
-from wire import rdpfile
+from bench.harness import Child, RdpFile, fetch_rdp_file, start_target
+from testbed.cluster import Agent, Cluster, missing_tools
 
 HOSTS = ("host-1", "host-2")
 PASSWORD = "cluster-user-password-1"
 LOST = "ConnectionBrokenGatewayInstanceLost"
-MISSING = [tool for tool, present in (
-    ("nginx", shutil.which("nginx")), ("redis-server", shutil.which("redis-server")),
-    ("PostgreSQL 15 server", (POSTGRES_BIN / "pg_ctl").exists())) if not present]
+MISSING = missing_tools()
 
 cluster_tests = [
     pytest.mark.cluster,
@@ -121,12 +117,7 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
 
 def download_rdp(cluster: Cluster, user_token: str) -> RdpFile:
     """The user's desktop .rdp file from the feed, through the proxy."""
-    feed = cluster.api("GET", "/api/v1/feed/", token=user_token)
-    desktop = next(r for r in feed if r["type"].lower() == "desktop")  # type: ignore[union-attr]
-    path = desktop["rdp_url"].split("://", 1)[1].split("/", 1)[1]
-    status, _, body = get_bytes(cluster, "/" + path, user_token)
-    assert status == 200, body[:300]
-    return RdpFile.parse(rdpfile.decode(body))
+    return fetch_rdp_file(cluster.base_url, user_token, cluster.ssl_context())
 
 
 def get_bytes(cluster: Cluster, path: str, token: str) -> tuple[int, dict, bytes]:
