@@ -1,8 +1,9 @@
 """The role matrix over the REST API: every built-in role at every scope it may be given at, against every
 action on side 1's object (inside the scope) and side 2's (outside it, unless the scope is 'all').
 
-A granted action succeeds; every other one fails closed: 403, or 404 where the caller may not even read
-the object. Lists show exactly the objects the role may read.
+A granted action succeeds and is in the audit log under the caller's name; every other one fails closed: 403,
+or 404 where the caller may not even read the object, and leaves no audit event. Lists show exactly the
+objects the role may read.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
-from core.models import ApiToken, Certificate
+from core.models import ApiToken, AuditEvent, Certificate
 from core.roles import ROLES
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
 from tests.roles.conftest import NEW_OBJECT_INSIDE, ROLE_SCOPES, inside
@@ -75,13 +76,25 @@ def api_for(user) -> APIClient:
     return client
 
 
-def attempt(api: APIClient, method: str, path: str, body) -> int:
-    """One request whose effects are rolled back, so every action meets the same estate."""
+def attempt(api: APIClient, method: str, path: str, body) -> tuple[int, list[tuple[str, str]]]:
+    """One request whose effects are rolled back, so every action meets the same estate; its status and the
+    audit events (action, actor) it recorded."""
     with transaction.atomic():
+        latest = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         status = getattr(api, method)(path, body).status_code if body is not None else getattr(api, method)(
             path).status_code
+        events = list(AuditEvent.objects.filter(pk__gt=latest).values_list("action", "actor_name"))
         transaction.set_rollback(True)
-    return status
+    return status, events
+
+
+def audit_mistakes(what: str, granted: bool, events: list[tuple[str, str]]) -> list[str]:
+    """A granted action is in the audit log under the delegate's name; a refused one left nothing there."""
+    if granted and not any(actor == "delegate" for _, actor in events):
+        return [f"{what}: done but not in the audit log ({events})"]
+    if not granted and events:
+        return [f"{what}: refused but audited as {events}"]
+    return []
 
 
 @pytest.fixture
@@ -116,19 +129,24 @@ def test_every_role_at_every_scope_does_exactly_what_it_grants(estate, delegate,
         for side in ("1", "2"):
             name = f"{stem}{side}"
             granted = action in role.actions and inside(scope_type, name)
-            status = attempt(api, method, path.format(pk=estate[name].pk), body)
+            status, events = attempt(api, method, path.format(pk=estate[name].pk), body)
             if granted and status not in done:
                 wrong.append(f"{action} {method} on {name}: {status}, expected {sorted(done)}")
             if not granted and status not in {403, 404}:
                 wrong.append(f"{action} {method} on {name}: {status}, expected 403 or 404")
+            # An empty PATCH changes nothing, and a change of nothing is not an event; nor is a delete the pool's
+            # rule refused (409, still in use). A host command the offline agent could not take is one (503).
+            if not (method == "patch" and body == {} and granted):
+                wrong += audit_mistakes(f"{action} {method} on {name}", granted and status in done - {409}, events)
 
     for side in ("1", "2"):
         for action, path, body in new_objects(estate, side):
             kind = action.split(".")[0]
             where = NEW_OBJECT_INSIDE[kind] if side == "1" else {"all"}
             granted = action in role.actions and scope_type in where
-            status = attempt(api, "post", path, body)
+            status, events = attempt(api, "post", path, body)
             if (status == 201) != granted or (not granted and status != 403):
                 wrong.append(f"{action} on side {side}: {status}, {'granted' if granted else 'refused'} expected")
+            wrong += audit_mistakes(f"{action} on side {side}", granted and status == 201, events)
 
     assert not wrong, f"{role_name} at {scope_type}:\n" + "\n".join(wrong)
