@@ -21,10 +21,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import InterfaceError, OperationalError
 
 from broker import hostcertificates
 from broker.hostbus import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
-from core import metrics
+from core import logcontext, metrics
 from hostagent import health
 from hostagent.models import HostChannel
 from wire import hostchannel
@@ -63,7 +64,16 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         if handler is None or message["type"].startswith("_"):
             log.warning("host channel: ignoring event of unknown type %r", message["type"][:60])
             return
-        await handler(message)
+        try:
+            await handler(message)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is down or restarting: a log line, not a traceback per frame. The agent is told to
+            # come back (it reconnects with backoff and authenticates again once the database answers).
+            log.warning("host channel from %s (host %s): the database is unreachable during %s: %s", self.peer,
+                        self.host_id, message["type"], logcontext.first_line(exc))
+            if message["type"] == "websocket.disconnect":
+                raise StopConsumer() from None
+            await self.refuse(hostchannel.CLOSE_INTERNAL_ERROR, "The server cannot reach its database; try again.")
 
     # --- Connection lifecycle ----------------------------------------------------------------------
 
