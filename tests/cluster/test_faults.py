@@ -29,6 +29,7 @@ pytestmark = cluster_tests
 MIB = 1 << 20
 HOST_ARRIVAL_TIMEOUT = 15  # WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT's default: how long a client waits for its host
 QUEUE = "wvd.tasks"  # CELERY_TASK_DEFAULT_QUEUE with the default WVD_REDIS_NAMESPACE
+UNACKED = "unacked"  # kombu's hash of the messages workers took and have not acknowledged
 ORCHESTRATE = "broker.tasks.orchestrate_connection"
 TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
@@ -42,7 +43,8 @@ async def test_a_worker_killed_while_connections_are_set_up_ends_them_in_time_an
     try:
         # The worker dies holding the tasks it took (its pool paused, so none finishes) with one more queued,
         # and no worker returns while the clients wait.
-        await asyncio.to_thread(bed.wait_for, "the queue to be idle", lambda: tasks_in(broker) == ([], []))
+        await asyncio.to_thread(bed.wait_for, "the worker to be idle", lambda: (
+            broker.llen(QUEUE) == 0 and broker.hlen(UNACKED) == 0))
         pause_pool(cluster.worker.pid)
         started = time.monotonic()
         waiting = [asyncio.create_task(open_or_refusal(bed, 1)) for _ in range(3)]
@@ -67,7 +69,8 @@ async def test_a_worker_killed_while_connections_are_set_up_ends_them_in_time_an
         # run, and change nothing for connections that already failed.
         cluster.start_worker()
         await asyncio.to_thread(bed.wait_for, "every orchestration to run once a worker is back", lambda: (
-            orchestrations_done(cluster.worker.log) >= len(taken) + len(queued) and tasks_in(broker) == ([], [])))
+            orchestrations_done(cluster.worker.log) >= len(taken) + len(queued)
+            and broker.llen(QUEUE) == 0 and broker.hlen(UNACKED) == 0))
         assert sorted(row["activity_id"] for row in bed.connections(state="failed")) == sorted(
             row["activity_id"] for row in failed)
         assert bed.connections(state="connecting") == bed.connections(state="connected") == []
@@ -116,7 +119,7 @@ def pause_pool(worker_pid: int) -> None:
 
 def tasks_in(broker: redis.Redis) -> tuple[list[str], list[str]]:
     """The orchestrations a worker took and has not acknowledged, and those still queued: task ids."""
-    taken = [json.loads(value)[0] for value in broker.hvals("unacked")]
+    taken = [json.loads(value)[0] for value in broker.hvals(UNACKED)]
     queued = [json.loads(value) for value in broker.lrange(QUEUE, 0, -1)]
     return ([m["headers"]["id"] for m in taken if m["headers"]["task"] == ORCHESTRATE],
             [m["headers"]["id"] for m in queued if m["headers"]["task"] == ORCHESTRATE])
