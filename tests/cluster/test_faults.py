@@ -159,11 +159,9 @@ async def test_redis_restarted_keeps_live_relays_and_host_channels_recover_by_th
             await asyncio.gather(*(stream.close() for stream in fresh_streams))
     finally:
         await live_stream.close()
-    done = bed.wait_for("the live connection's end to be recorded", lambda: (
-        r if (r := bed.connections(activity_id=opened["activity_id"])[0])["ended_at"] else None))
-    assert (done["state"], done["end_reason"]) == ("ended", "client_closed")  # type: ignore[index]
-    assert (done["bytes_client_to_host"], done["bytes_host_to_client"]) == (  # type: ignore[index]
-        live.client_to_host, live.received)
+    done = bed.ended(opened["activity_id"])
+    assert (done["state"], done["end_reason"]) == ("ended", "client_closed")
+    assert (done["bytes_client_to_host"], done["bytes_host_to_client"]) == (live.client_to_host, live.received)
     assert len(bed.connections(state="ended")) == 3
 
 
@@ -190,10 +188,9 @@ async def test_postgres_restarted_keeps_live_relays_and_records_what_ended_meanw
             cluster.postgres.start()
 
         # The end that happened during the outage is recorded once the database is back, bytes and all.
-        ended = bed.wait_for("the end during the outage to be recorded", lambda: (
-            r if (r := bed.connections(activity_id=ending_row["activity_id"])[0])["ended_at"] else None))
-        assert (ended["state"], ended["end_reason"]) == ("ended", "client_closed")  # type: ignore[index]
-        assert (ended["bytes_client_to_host"], ended["bytes_host_to_client"]) == (  # type: ignore[index]
+        ended = bed.ended(ending_row["activity_id"])
+        assert (ended["state"], ended["end_reason"]) == ("ended", "client_closed")
+        assert (ended["bytes_client_to_host"], ended["bytes_host_to_client"]) == (
             ending.client_to_host, ending.received)
         # The live one carried on, still open in the records; new connections work.
         await kept.round(MIB)
@@ -205,9 +202,8 @@ async def test_postgres_restarted_keeps_live_relays_and_records_what_ended_meanw
             await fresh_stream.close()
     finally:
         await asyncio.gather(kept_stream.close(), ending_stream.close())
-    done = bed.wait_for("the kept connection's end to be recorded", lambda: (
-        r if (r := bed.connections(activity_id=kept_row["activity_id"])[0])["ended_at"] else None))
-    assert (done["state"], done["bytes_client_to_host"], done["bytes_host_to_client"]) == (  # type: ignore[index]
+    done = bed.ended(kept_row["activity_id"])
+    assert (done["state"], done["bytes_client_to_host"], done["bytes_host_to_client"]) == (
         "ended", kept.client_to_host, kept.received)
     # Nothing was lost for good: no instance was taken for lost, no connection failed.
     assert bed.connections(state="failed") == []
@@ -238,12 +234,7 @@ async def test_an_agent_cut_off_makes_its_host_unavailable_and_it_comes_back_for
         bed.wait_for(f"{cut} to be unavailable", lambda: host_row(bed, cut)["status"] == "unavailable")
         assert "heartbeat" in host_row(bed, cut)["status_reason"].lower()
         # Meanwhile new connections go to the other host.
-        stream = await bed.open(1)
-        try:
-            await (await Echo.start(stream)).round(MIB)
-            assert [row["session_host"] for row in bed.connections(state="connected")] == [hosts[other]]
-        finally:
-            await stream.close()
+        assert await a_session_placed(bed, 1) == [hosts[other]]
     finally:
         agent.signal(signal.SIGCONT)
 
@@ -253,15 +244,21 @@ async def test_an_agent_cut_off_makes_its_host_unavailable_and_it_comes_back_for
 
     # Its users' new connections work: with the other host drained, placement picks it.
     cluster.api("POST", f"/api/v1/sessionhosts/{hosts[other]}/drain/", {"allow_new_sessions": False})
-    stream = await bed.open(2)
-    try:
-        await (await Echo.start(stream)).round(MIB)
-        assert [row["session_host"] for row in bed.connections(state="connected")] == [hosts[cut]]
-    finally:
-        await stream.close()
+    assert await a_session_placed(bed, 2) == [hosts[cut]]
     ended = bed.wait_for("both records to end", lambda: (
         rows if len(rows := bed.connections(state="ended")) == 2 else None))
     assert sorted(row["session_host"] for row in ended) == sorted(hosts.values())  # type: ignore[union-attr]
+
+
+async def a_session_placed(bed: Bed, instance: int) -> list[int]:
+    """Open a connection on ``instance``, check 1 MiB both ways byte exact, close it; the session hosts of the
+    connections open meanwhile (the records)."""
+    stream = await bed.open(instance)
+    try:
+        await (await Echo.start(stream)).round(MIB)
+        return [row["session_host"] for row in bed.connections(state="connected")]
+    finally:
+        await stream.close()
 
 
 def host_row(bed: Bed, name: str) -> dict:
