@@ -39,8 +39,6 @@ PENDING_COMMAND_LIFETIME = 600.0
 # An agent asks for its RDP certificate when it has none and again two thirds into its life; anything
 # beyond this many in an hour on one channel is refused (each costs a signature and a database row).
 RDP_CERTIFICATES_PER_HOUR = 12
-# channels_redis drops group members after a day (group_expiry): re-join well before that.
-GROUP_REFRESH_SECONDS = 3600.0
 
 
 @dataclass
@@ -90,7 +88,6 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.close_reason = ""
         self.pending: dict[str, PendingCommand] = {}
         self.last_sessions: Any = None
-        self.group_joined_at = 0.0
         self.rdp_certificates_issued: list[float] = []
         self.counted = False  # in wvd_host_channels_connected
         await self.accept()
@@ -192,7 +189,6 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.auth_timer.cancel()
         self.host_id, self.host_name = host.session_host_id, host.name
         await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
-        self.group_joined_at = time.monotonic()
         await database_sync_to_async(health.channel_opened)(
             self.host_id, self.channel_name, certificate_id=host.certificate_id,
             remote_address=self.remote_address, agent_version=hello["agent_version"],
@@ -218,9 +214,10 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.last_sessions = heartbeat["sessions"]
         await self.send_message(hostchannel.heartbeat_ack(heartbeat["seq"]))
         metrics.HEARTBEAT_SECONDS.observe(time.monotonic() - arrived)
-        if time.monotonic() - self.group_joined_at > GROUP_REFRESH_SECONDS:
-            await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
-            self.group_joined_at = time.monotonic()
+        # Re-join the host's group with every heartbeat (one ZADD): a Redis that restarted forgot every group
+        # while this channel lived on, and commands and connect orders reach the host again within one
+        # heartbeat; channels_redis also drops members after a day (group_expiry).
+        await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
 
     async def on_result(self, result: hostchannel.Result) -> None:
         pending = self.pending.get(result["id"])

@@ -15,12 +15,14 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import redis
 
 from bench.clients import GatewayRefused, RdgStream
 from gateway.records import as_hresult
+from testbed.cluster import FAST_ENV
 from tests.cluster.conftest import HOSTS, Bed, Echo, cluster_tests
 from wire.errors import ErrorCode, describe
 
@@ -28,6 +30,7 @@ pytestmark = cluster_tests
 
 MIB = 1 << 20
 HOST_ARRIVAL_TIMEOUT = 15  # WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT's default: how long a client waits for its host
+HEARTBEAT = timedelta(seconds=int(FAST_ENV["WVD_HEARTBEAT_INTERVAL"]))  # the agents' heartbeat in the harness
 QUEUE = "wvd.tasks"  # CELERY_TASK_DEFAULT_QUEUE with the default WVD_REDIS_NAMESPACE
 UNACKED = "unacked"  # kombu's hash of the messages workers took and have not acknowledged
 ORCHESTRATE = "broker.tasks.orchestrate_connection"
@@ -141,10 +144,15 @@ async def test_redis_restarted_keeps_live_relays_and_host_channels_recover_by_th
         (opened,) = bed.connections(state="connected")
 
         cluster.restart_redis(down_for=2)  # everything Redis held is gone: channel groups, queue, cache
+        back = datetime.now(timezone.utc)
 
         await live.round(MIB)  # the relay was not cut, and stays byte exact
-        # The host channels recover without anyone acting: both hosts available, commands reach each agent.
-        bed.wait_for("both hosts to be available after the restart", bed.hosts_available)
+        # The host channels recover without anyone acting: each host's agent (on its channel, or on a new one if
+        # the outage closed it) heartbeats again, which re-joins its group; then commands reach each agent.
+        bed.wait_for("a heartbeat of each host after Redis returned", lambda: all(
+            row["status"] == "available" and row["last_heartbeat_at"]
+            and datetime.fromisoformat(row["last_heartbeat_at"]) > back + HEARTBEAT
+            for row in cluster.api("GET", "/api/v1/sessionhosts/")["results"]))  # type: ignore[index]
         for host, host_id in bed.host_ids().items():
             status, answer = cluster.call("POST", f"/api/v1/hostagent/session-hosts/{host_id}/renew-certificate/",
                                           {}, cluster.admin_token(), timeout=90)
