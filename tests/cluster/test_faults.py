@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.clients import GatewayRefused, RdgStream
 from gateway.records import as_hresult
@@ -67,6 +68,9 @@ async def test_a_worker_killed_while_connections_are_set_up_ends_them_in_time_an
         for row in failed:
             assert (row["error_code"], row["end_reason"]) == (ErrorCode.ConnectionFailedOrchestrationTimeout, "error")
             assert row["ended_at"] and row["session_host"] is None and row["host_selected_at"] is None
+        # … and counted where the operator watches: by the instance that ended them.
+        assert sample(cluster.scrape(cluster.instance(1).metrics_port), "wvd_connections_total", outcome="failed",
+                      error_code=ErrorCode.ConnectionFailedOrchestrationTimeout) == 3
 
         # A worker returns: the tasks the dead one held come back to the queue (Redis's visibility timeout),
         # run, and change nothing for connections that already failed.
@@ -77,6 +81,8 @@ async def test_a_worker_killed_while_connections_are_set_up_ends_them_in_time_an
         assert sorted(row["activity_id"] for row in bed.connections(state="failed")) == sorted(
             row["activity_id"] for row in failed)
         assert bed.connections(state="connecting") == bed.connections(state="connected") == []
+        assert sample(cluster.scrape(cluster.worker_metrics_port), "wvd_celery_task_seconds_count",
+                      task=ORCHESTRATE, state="SUCCESS") == len(taken) + len(queued)
 
         # The worker is killed again holding the tasks of clients still waiting, and comes back at once:
         # those tasks are not lost, the hosts dial in and the bytes flow.
@@ -126,6 +132,12 @@ def tasks_in(broker: redis.Redis) -> tuple[list[str], list[str]]:
     queued = [json.loads(value) for value in broker.lrange(QUEUE, 0, -1)]
     return ([m["headers"]["id"] for m in taken if m["headers"]["task"] == ORCHESTRATE],
             [m["headers"]["id"] for m in queued if m["headers"]["task"] == ORCHESTRATE])
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` whose labels include ``labels``, in a /metrics page."""
+    return sum(value.value for family in text_string_to_metric_families(text) for value in family.samples
+               if value.name == name and labels.items() <= value.labels.items())
 
 
 def orchestrations_done(log: Path) -> int:
