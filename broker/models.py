@@ -519,14 +519,15 @@ class ConnectionQuerySet(models.QuerySet):
                                            for activity, instance in waiting])
         return failed
 
-    def finish(self, ended_by: str, bytes_client_to_host: int, bytes_host_to_client: int) -> int:
-        """Step 12: the relay ended (``ended_by`` is an EndReason): ENDED with the bytes each way. A
-        connection that had already failed keeps its error and gets the bytes seen. Returns how many
-        ended here."""
+    def finish(self, ended_by: str, bytes_client_to_host: int, bytes_host_to_client: int,
+               at: datetime | None = None) -> int:
+        """Step 12: the relay ended (``ended_by`` is an EndReason) ``at`` (now by default; earlier when the end
+        is recorded late, after a database outage): ENDED with the bytes each way. A connection that had
+        already failed keeps its error and gets the bytes seen. Returns how many ended here."""
         counts = {"bytes_client_to_host": bytes_client_to_host, "bytes_host_to_client": bytes_host_to_client}
         # CONNECTING too: the relay can end before its start is recorded.
         ended = self.still_open().filter(state__in=(ConnectionState.CONNECTING, ConnectionState.CONNECTED))._end(
-            metrics.SUCCESS, "", state=ConnectionState.ENDED, ended_at=timezone.now(), end_reason=EndReason(ended_by),
+            metrics.SUCCESS, "", state=ConnectionState.ENDED, ended_at=at or timezone.now(), end_reason=EndReason(ended_by),
             **counts
         )
         if not ended:

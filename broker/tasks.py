@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from broker import gateways, orchestration, placement
 from broker.models import Connection
+from core import logcontext
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,13 @@ def orchestrate_connection(connection_id: int, gateway_instance: str) -> dict:
 
 @shared_task
 def expire_stale_reservations() -> int:
-    """Fail connections whose host never arrived and free their slots; returns how many."""
-    return len(placement.expire_stale_reservations())
+    """Fail connections whose host never arrived and free their slots; returns how many (0 while the
+    database is unreachable: the next run, moments later, does the work)."""
+    try:
+        return len(placement.expire_stale_reservations())
+    except (OperationalError, InterfaceError) as exc:
+        _database_away("expire_stale_reservations", exc)
+        return 0
 
 
 @shared_task(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, retry_jitter=True, max_retries=3)
@@ -47,5 +53,16 @@ def purge_old_connections() -> int:
 @shared_task
 def sweep_lost_gateway_instances() -> dict[str, int]:
     """End the open connections of the gateway instances not seen for a while (``gateways.sweep_lost_instances``);
-    returns how many ended, by instance name."""
-    return gateways.sweep_lost_instances()
+    returns how many ended, by instance name (none while the database is unreachable: the next run sweeps)."""
+    try:
+        return gateways.sweep_lost_instances()
+    except (OperationalError, InterfaceError) as exc:
+        _database_away("sweep_lost_gateway_instances", exc)
+        return {}
+
+
+def _database_away(task: str, exc: Exception) -> None:
+    """A frequent periodic task during a database outage: one log line per run, not a traceback (beat runs
+    it again soon, which is its retry)."""
+    log.warning("%s skipped: the database is unreachable (%s)", task,
+                logcontext.first_line(exc))

@@ -19,6 +19,13 @@ from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 activity: contextvars.ContextVar[str] = contextvars.ContextVar("wvd_activity_id", default="")
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one log line (its message's first line, or its class): for expected failures, such
+    as the database being away, that a log line tells better than a traceback."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def set_activity(activity_id: str) -> None:
     """From here on in this task (and what it starts), log lines concern ``activity_id``."""
     if activity_id:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -185,14 +186,19 @@ def setup_outcome(connection_pk: int) -> Refusal | None:
 
 
 def host_did_not_arrive(connection_pk: int) -> Refusal:
-    code = ErrorCode.ConnectionFailedReverseConnectTimeout
-    message = describe(code).message
-    if not release_reservation(connection_pk, code, "The session host did not connect back in time."):
-        outcome = setup_outcome(connection_pk)
-        if outcome is not None:
-            return outcome
+    """The client's wait for its host ran out. With no host chosen by then the broker never placed it (its
+    workers are stopped, late, or cut off from Redis or the database): ConnectionFailedOrchestrationTimeout.
+    A host chosen that did not dial back: ConnectionFailedReverseConnectTimeout, its slot freed."""
+    code = ErrorCode.ConnectionFailedOrchestrationTimeout
+    if not Connection.objects.filter(pk=connection_pk, state=ConnectionState.STARTED).fail(
+            code, "No session host was chosen while the client waited."):
+        code = ErrorCode.ConnectionFailedReverseConnectTimeout
+        if not release_reservation(connection_pk, code, "The session host did not connect back in time."):
+            outcome = setup_outcome(connection_pk)
+            if outcome is not None:
+                return outcome
     activity = Connection.objects.filter(pk=connection_pk).values_list("activity_id", flat=True).first()
-    return refusal_for(code, message, str(activity or ""))
+    return refusal_for(code, describe(code).message, str(activity or ""))
 
 
 def client_left(connection_pk: int) -> Refusal:
@@ -224,10 +230,11 @@ def mark_relay_started(connection_pk: int) -> None:
 END_REASONS = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED, None: EndReason.GATEWAY_SHUTDOWN}
 
 
-def finish(result: RelayResult) -> None:
-    """Step 12: the end reason, bytes each way and the end time, once per connection."""
+def finish(result: RelayResult, at: datetime | None = None) -> None:
+    """Step 12: the end reason, bytes each way and the end time (``at``, when it is recorded later than it
+    happened), once per connection."""
     Connection.objects.filter(activity_id=result.connection_id).finish(
-        END_REASONS[result.ended_by], result.bytes_client_to_host, result.bytes_host_to_client
+        END_REASONS[result.ended_by], result.bytes_client_to_host, result.bytes_host_to_client, at
     )
     log.info("connection %s ended by %s: %s (%d bytes up, %d down)", result.connection_id,
              result.ended_by.value if result.ended_by else "gateway", result.reason,

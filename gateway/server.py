@@ -25,8 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
 from broker import verdicts
-from core import metrics
+from core import logcontext, metrics
 from gateway import httpupgrade, memory, records
 from gateway.httpupgrade import HttpError
 from gateway.preauth import PreAuthGuard
@@ -38,6 +41,10 @@ from gateway.transports.stream import READ_SIZE, ClientStream, describe_drop, is
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT = 10.0  # seconds for the client to send its HTTP request head
+# A record (a connection's end) written while the database is away is tried again, backing off from the
+# first delay to the longest, for this long; then it is given up with an error line.
+RECORD_RETRY_SECONDS = 600.0
+RECORD_RETRY_FIRST_DELAY, RECORD_RETRY_MAX_DELAY = 0.5, 5.0
 TRIM_AFTER = 5.0  # seconds from a connection's close until freed memory is returned to the system
 
 
@@ -189,14 +196,42 @@ class GatewayServer:
                                  "Bearer ticket); RD Gateway clients use RDG_OUT_DATA")
 
     def report_end(self, result: RelayResult) -> None:
-        """The relay ended: record it off the loop (once per connection)."""
-        self.record(partial(records.finish, result))
+        """The relay ended: record it off the loop (once per connection), with the time it ended."""
+        self.record(partial(records.finish, result, timezone.now()), f"the end of {result.connection_id}")
 
-    def record(self, work: Callable[[], object]) -> None:
-        """Run blocking database ``work`` in a thread without waiting for it; ``stop`` waits for it."""
-        report = asyncio.ensure_future(in_thread(work)())
+    def record(self, work: Callable[[], object], what: str = "a connection's record") -> None:
+        """Run blocking database ``work`` in a thread without waiting for it; ``stop`` waits for it.
+        While the database is unreachable the work is tried again (it is one conditional UPDATE per
+        transition, so a second try changes nothing that the first did), for up to RECORD_RETRY_SECONDS."""
+        report = asyncio.ensure_future(self._record(work, what))
         self._reports.add(report)
         report.add_done_callback(self._reports.discard)
+
+    async def _record(self, work: Callable[[], object], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        give_up, delay, tries = loop.time() + RECORD_RETRY_SECONDS, RECORD_RETRY_FIRST_DELAY, 0
+        while True:
+            tries += 1
+            try:
+                await in_thread(work)()
+            except (OperationalError, InterfaceError) as exc:
+                first_line = logcontext.first_line(exc)
+                if loop.time() + delay > give_up:
+                    log.error("could not record %s: the database stayed unreachable for %d s (%s)", what,
+                              RECORD_RETRY_SECONDS, first_line)
+                    return
+                if tries == 1:
+                    log.warning("could not record %s yet (the database: %s); trying again until it answers",
+                                what, first_line)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_DELAY)
+            except Exception:  # noqa: BLE001 - a bug in one record must not go unseen nor stop the others
+                log.exception("could not record %s", what)
+                return
+            else:
+                if tries > 1:
+                    log.info("recorded %s after the database came back (%d tries)", what, tries)
+                return
 
     async def stop(self) -> None:
         """Stop listening, end every relay and client task, and wait until their ends are recorded."""

@@ -21,10 +21,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import InterfaceError, OperationalError
 
 from broker import hostcertificates
 from broker.hostbus import CloseEvent, CommandEvent, ReplacedEvent, ResultEvent, SendEvent, host_group
-from core import metrics
+from core import logcontext, metrics
 from hostagent import health
 from hostagent.models import HostChannel
 from wire import hostchannel
@@ -38,8 +39,6 @@ PENDING_COMMAND_LIFETIME = 600.0
 # An agent asks for its RDP certificate when it has none and again two thirds into its life; anything
 # beyond this many in an hour on one channel is refused (each costs a signature and a database row).
 RDP_CERTIFICATES_PER_HOUR = 12
-# channels_redis drops group members after a day (group_expiry): re-join well before that.
-GROUP_REFRESH_SECONDS = 3600.0
 
 
 @dataclass
@@ -63,7 +62,16 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         if handler is None or message["type"].startswith("_"):
             log.warning("host channel: ignoring event of unknown type %r", message["type"][:60])
             return
-        await handler(message)
+        try:
+            await handler(message)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is down or restarting: a log line, not a traceback per frame. The agent is told to
+            # come back (it reconnects with backoff and authenticates again once the database answers).
+            log.warning("host channel from %s (host %s): the database is unreachable during %s: %s", self.peer,
+                        self.host_id, message["type"], logcontext.first_line(exc))
+            if message["type"] == "websocket.disconnect":
+                raise StopConsumer() from None
+            await self.refuse(hostchannel.CLOSE_INTERNAL_ERROR, "The server cannot reach its database; try again.")
 
     # --- Connection lifecycle ----------------------------------------------------------------------
 
@@ -80,7 +88,6 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.close_reason = ""
         self.pending: dict[str, PendingCommand] = {}
         self.last_sessions: Any = None
-        self.group_joined_at = 0.0
         self.rdp_certificates_issued: list[float] = []
         self.counted = False  # in wvd_host_channels_connected
         await self.accept()
@@ -182,7 +189,6 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.auth_timer.cancel()
         self.host_id, self.host_name = host.session_host_id, host.name
         await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
-        self.group_joined_at = time.monotonic()
         await database_sync_to_async(health.channel_opened)(
             self.host_id, self.channel_name, certificate_id=host.certificate_id,
             remote_address=self.remote_address, agent_version=hello["agent_version"],
@@ -208,9 +214,10 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.last_sessions = heartbeat["sessions"]
         await self.send_message(hostchannel.heartbeat_ack(heartbeat["seq"]))
         metrics.HEARTBEAT_SECONDS.observe(time.monotonic() - arrived)
-        if time.monotonic() - self.group_joined_at > GROUP_REFRESH_SECONDS:
-            await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
-            self.group_joined_at = time.monotonic()
+        # Re-join the host's group with every heartbeat (one ZADD): a Redis that restarted forgot every group
+        # while this channel lived on, and commands and connect orders reach the host again within one
+        # heartbeat; channels_redis also drops members after a day (group_expiry).
+        await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
 
     async def on_result(self, result: hostchannel.Result) -> None:
         pending = self.pending.get(result["id"])

@@ -26,7 +26,9 @@ What runs (each a process group of ours, stopped by its id, its output in ``log_
 * host agents started with ``start_agent`` (``python -m hostagent.agent register`` then ``run``,
   registered against the proxy).
 
-Every process shares one data dir (the CA, server keys) and one WVD_SECRET_KEY. Heartbeats are short by
+Each instance and the worker expose /metrics on a loopback port of their own (``instance(i).metrics_port``,
+``worker_metrics_port``, ``scrape(port)``), the worker's prefork pool counting through its unit's runtime
+directory. Every process shares one data dir (the CA, server keys) and one WVD_SECRET_KEY. Heartbeats are short by
 default (``FAST_ENV``) so a fault is noticed in seconds; ``extra_env`` overrides any WVD_* setting.
 """
 from __future__ import annotations
@@ -95,12 +97,14 @@ class Unit:
     path: Path
     exec_start: tuple[str, ...]
     environment: tuple[tuple[str, str], ...]
+    runtime_directories: tuple[str, ...] = ()  # RuntimeDirectory=: made under the runtime root (%t) at start
 
     @classmethod
     def read(cls, name: str, units_dir: Path = UNITS_DIR) -> Unit:
         path = units_dir / name
         exec_start: list[str] = []
         environment: list[tuple[str, str]] = []
+        runtime: list[str] = []
         for line in path.read_text().splitlines():
             key, sep, value = line.partition("=")
             if not sep or line.lstrip().startswith(("#", ";")):
@@ -111,28 +115,39 @@ class Unit:
                 for assignment in shlex.split(value):
                     variable, _, setting = assignment.partition("=")
                     environment.append((variable, setting))
+            elif key.strip() == "RuntimeDirectory":
+                runtime.extend(shlex.split(value))
         if not exec_start:
             raise ClusterError(f"{path} has no ExecStart")
-        return cls(path, tuple(exec_start), tuple(environment))
+        return cls(path, tuple(exec_start), tuple(environment), tuple(runtime))
 
-    def command(self, env: Mapping[str, str], instance: str = "") -> tuple[list[str], dict[str, str]]:
+    def command(self, env: Mapping[str, str], instance: str = "",
+                runtime_root: Path | None = None) -> tuple[list[str], dict[str, str]]:
         """The argv and environment this unit starts with on this machine: the unit's Environment over
-        ``env``, specifiers (%i, %%) and ${VAR} expanded as systemd does, the install dir mapped to this
-        checkout and its interpreter."""
+        ``env``, specifiers (%i, %t, %%) and ${VAR} expanded as systemd does, the install dir mapped to this
+        checkout and its interpreter. With ``runtime_root`` (the harness's %t, for /run) the unit's
+        RuntimeDirectory= entries are made there, empty, as systemd makes them at each start."""
+        root = str(runtime_root) if runtime_root is not None else "/run"
+        if runtime_root is not None:
+            for name in self.runtime_directories:
+                shutil.rmtree(runtime_root / name, ignore_errors=True)
+                (runtime_root / name).mkdir(parents=True)
         merged = dict(env)
         for variable, setting in self.environment:
-            merged[variable] = _specifiers(setting, instance)
-        argv = [_local_path(_variables(_specifiers(word, instance), merged)) for word in self.exec_start]
+            merged[variable] = _specifiers(setting, instance, root)
+        argv = [_local_path(_variables(_specifiers(word, instance, root), merged)) for word in self.exec_start]
         return argv, merged
 
 
-def _specifiers(text: str, instance: str) -> str:
+def _specifiers(text: str, instance: str, runtime_root: str = "/run") -> str:
     def one(match: re.Match) -> str:
         letter = match.group(1)
         if letter == "%":
             return "%"
         if letter == "i":
             return instance
+        if letter == "t":
+            return runtime_root
         raise ClusterError(f"unit specifier %{letter} is not supported by the harness")
 
     return re.sub(r"%(.)", one, text)
@@ -287,6 +302,7 @@ class Instance(Process):
     index: int = 0
     web_port: int = 0
     gateway_port: int = 0
+    metrics_port: int = 0  # its WVD_METRICS_LISTEN (loopback)
     log_offset: int = 0  # where this run's output starts in the log (a restart appends to it)
 
     def this_run(self) -> str:
@@ -366,6 +382,7 @@ class Cluster:
         self.nginx = Process("nginx", self.log_dir / "nginx.log")
         self.agents: list[Agent] = []
         self.proxy_port = 0
+        self.worker_metrics_port = 0  # the worker's WVD_METRICS_LISTEN (loopback)
         self.env: dict[str, str] = {}
         self._admin_token = ""
         self._stopped = False
@@ -441,9 +458,11 @@ class Cluster:
             raise ClusterError(f"{instance.name} is already running")
         instance.web_port = instance.web_port or free_port()
         instance.gateway_port = instance.gateway_port or free_port()
+        instance.metrics_port = instance.metrics_port or free_port()
         env = {**self.env,
                "WVD_WEB_LISTEN": f"{LOOPBACK}:{instance.web_port}",
-               "WVD_GATEWAY_LISTEN": f"{LOOPBACK}:{instance.gateway_port}"}
+               "WVD_GATEWAY_LISTEN": f"{LOOPBACK}:{instance.gateway_port}",
+               "WVD_METRICS_LISTEN": f"{LOOPBACK}:{instance.metrics_port}"}
         argv, env = Unit.read(SERVE_UNIT).command(env, instance.instance_name)
         instance.log_offset = instance.log.stat().st_size if instance.log.exists() else 0
         instance.process = start_logged(argv, instance.log, env=env, cwd=REPO_ROOT)
@@ -465,7 +484,11 @@ class Cluster:
 
     # --- Celery ----------------------------------------------------------------------------------------
     def start_worker(self) -> None:
-        argv, env = Unit.read(WORKER_UNIT).command(self.env)
+        """Start the worker (again: its runtime directory, the metrics' files, starts empty as under systemd)."""
+        self.worker_metrics_port = self.worker_metrics_port or free_port()
+        argv, env = Unit.read(WORKER_UNIT).command(
+            {**self.env, "WVD_METRICS_LISTEN": f"{LOOPBACK}:{self.worker_metrics_port}"},
+            runtime_root=self.work_dir / "run")
         self.worker.process = start_logged(argv, self.worker.log, env=env, cwd=REPO_ROOT)
         seen = len(self.worker.text())
         # Celery prints "<name> ready." once it consumes from the broker.
@@ -540,6 +563,19 @@ class Cluster:
             self.create_user("cluster-admin", password, superuser=True)
             self._admin_token = self.sign_in("cluster-admin", password)
         return self._admin_token
+
+    def scrape(self, port: int) -> str:
+        """A process's /metrics (``instance(i).metrics_port``, ``worker_metrics_port``), Prometheus' text format."""
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            body = response.read().decode()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise ClusterError(f"/metrics on {port}: {response.status}")
+        return body
 
     def channel_instance(self, host_name: str) -> int | None:
         """The index of the running instance holding ``host_name``'s host channel, None when none does."""

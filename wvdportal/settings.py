@@ -312,6 +312,19 @@ if CONNECTION_RESERVATION_TIMEOUT.total_seconds() < GATEWAY_HOST_ARRIVAL_TIMEOUT
         "WVD_CONNECTION_RESERVATION_SECONDS must be at least WVD_GATEWAY_HOST_ARRIVAL_TIMEOUT"
     )
 
+# A worker that dies (SIGKILL, out of memory, its machine lost) leaves the tasks it had taken unacknowledged
+# in Redis (acks late). They go back to the queue once older than the visibility timeout, which every worker
+# looks for each second: half the client's wait for its host, so a connection still waiting is placed by the
+# worker that returns (or by another one) instead of after Redis's default hour. A task still running past
+# it may run twice, which every task here allows (placement and the sweeps are idempotent). A pool process
+# that dies alone (the worker lives on) hands its task back at once.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(GATEWAY_HOST_ARRIVAL_TIMEOUT / 2, 5),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
+
 # --- Logs and metrics (core/logcontext.py, core/metrics.py, docs/metrics.md) ---------------------------
 # WVD_LOG_FORMAT=json: one JSON object per line, with activity_id on every line about a connection; the
 # plain format is the default. WVD_METRICS_LISTEN=host:port: `serve` and the Celery worker expose

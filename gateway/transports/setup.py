@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from broker import verdicts
 from core import logcontext, metrics
@@ -170,11 +171,13 @@ class ClientSetup:
         if admission is not None and result.ended_by is Side.CLIENT and not self.paired:
             # The client left before the host arrived: that connection failed (and frees its host slot)
             # rather than ended. Decided before the end is recorded, in one thread, so the two cannot race.
+            ended_at = timezone.now()
+
             def record() -> None:
                 records.client_left(admission.connection_pk)
-                records.finish(result)
+                records.finish(result, ended_at)
 
-            self.server.record(record)
+            self.server.record(record, f"the end of {admission.activity_id}")
         else:
             self.server.report_end(result)
 

@@ -360,7 +360,10 @@ class HostAgent:
         def credentials_changed(new_state: agent_state.AgentState) -> None:
             self.state = new_state
 
-        context = CommandContext(state=state, sessions=self.sessions, rdp_target=self.options.rdp_target,
+        # self.state when there is one, not the state the channel opened with: after a renewal on this channel
+        # only the new key and certificate exist (the old files are removed), and a connect order needs them.
+        current = self.state if self.state is not None else state
+        context = CommandContext(state=current, sessions=self.sessions, rdp_target=self.options.rdp_target,
                                  exchange_csr=exchange_csr, on_credentials_changed=credentials_changed)
         result = await self.registry.run(context, command)
         log.info("command %s (%s): %s %s", command["command"], command["id"], result["status"], result["message"])

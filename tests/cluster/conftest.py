@@ -77,6 +77,11 @@ class Bed:
                 pytest.fail(f"timed out waiting for {what}\n{self.cluster.failure_report(4000)}")
             time.sleep(0.2)
 
+    def ended(self, activity_id: str) -> dict:
+        """The connection's record once its end is recorded (waits for it)."""
+        return self.wait_for(f"the end of {activity_id} to be recorded", lambda: (  # type: ignore[return-value]
+            row if (row := self.connections(activity_id=activity_id)[0])["ended_at"] else None))
+
     def hosts_available(self) -> bool:
         rows = self.cluster.api("GET", "/api/v1/sessionhosts/")["results"]  # type: ignore[index]
         return sorted(row["name"] for row in rows if row["status"] == "available") == sorted(HOSTS)

@@ -36,6 +36,17 @@ def test_the_worker_and_beat_run_celery_on_the_project_app():
     assert beat[5] == "beat" and beat[-2:] == ["-s", "/var/lib/wvd-beat/celerybeat-schedule"]
 
 
+def test_the_workers_prefork_pool_counts_its_metrics_in_a_runtime_directory_made_empty_at_each_start(tmp_path: Path):
+    stale = tmp_path / "wvd-worker-metrics" / "counter_123.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"a previous run's counts")
+    _, env = Unit.read(WORKER_UNIT).command({}, runtime_root=tmp_path)
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "wvd-worker-metrics")
+    assert list((tmp_path / "wvd-worker-metrics").iterdir()) == []
+    # On a real machine: systemd's runtime root.
+    assert Unit.read(WORKER_UNIT).command({})[1]["PROMETHEUS_MULTIPROC_DIR"] == "/run/wvd-worker-metrics"
+
+
 def test_a_unit_needing_what_the_harness_cannot_give_is_refused(tmp_path: Path):
     (tmp_path / "odd.service").write_text("[Service]\nExecStart=/opt/wvd/.venv/bin/python %h/run\n")
     with pytest.raises(ClusterError, match="%h"):

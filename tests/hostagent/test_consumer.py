@@ -6,6 +6,7 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from cryptography import x509
 
 from broker.hostbus import aclose_host_channel, asend_to_host
@@ -304,6 +305,23 @@ async def test_a_command_nobody_answers_times_out(host_a):
     await agent.connect()
     result = await arequest_command(host_a.host.pk, "logoff", {"session_id": 1}, timeout=0.2)
     assert result.status == "timeout"
+    await agent.close()
+
+
+async def test_a_channel_layer_that_forgot_the_hosts_group_reaches_it_again_after_one_heartbeat(host_a):
+    agent = AgentPeer(host_a)
+    await agent.connect()
+    await agent.heartbeat()
+    # What a Redis restart does to every group while the host's channel lives on.
+    get_channel_layer().groups.clear()
+    assert (await arequest_command(host_a.host.pk, "logoff", {"session_id": 1}, timeout=0.2)).status == "timeout"
+
+    await agent.heartbeat()
+    pending = asyncio.ensure_future(arequest_command(host_a.host.pk, "logoff", {"session_id": 1}, timeout=10))
+    command = await agent.receive()
+    assert command["command"] == "logoff"
+    await agent.send(hostchannel.result(command["id"], "ok"))
+    assert (await pending).status == "ok"
     await agent.close()
 
 

@@ -12,14 +12,15 @@ import logging
 import tempfile
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.routing import get_default_application
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 
 from broker.gateways import register_instance, touch_instance
-from core import ca, metrics
+from core import ca, logcontext, metrics
 from core.environment import gateway_addresses, parse_listen, web_origins
 from gateway.periodic import run_beat_schedule
 from gateway.relay import Rendezvous
@@ -151,10 +152,24 @@ class Command(BaseCommand):
             reactor.stop()
             return
         reactor.addSystemEventTrigger("before", "shutdown", lambda: asyncio.ensure_future(gateway.stop()))
-        touch = sync_to_async(touch_instance, thread_sensitive=False)
+        # Like the gateway's other database work: the thread's connection is dropped when broken, so the
+        # refresh reconnects once the database is back instead of failing on a dead connection for ever.
+        touch = database_sync_to_async(touch_instance, thread_sensitive=False)
+        failing = False
         while True:
             await asyncio.sleep(settings.GATEWAY_INSTANCE_HEARTBEAT)
             try:
                 await touch(gateway.config.instance_name)
+            except (OperationalError, InterfaceError) as exc:  # the database is away: one line, not a loop
+                if not failing:
+                    log.warning("could not refresh this gateway instance's row (the database: %s); trying "
+                                "again every %s s", logcontext.first_line(exc),
+                                settings.GATEWAY_INSTANCE_HEARTBEAT)
+                failing = True
+                continue
             except Exception:  # noqa: BLE001 - a database hiccup must not stop the gateway
                 log.exception("could not refresh this gateway instance's row")
+                continue
+            if failing:
+                log.info("refreshed this gateway instance's row again: the database is back")
+                failing = False
