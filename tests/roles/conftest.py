@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from broker.models import Connection, GatewayInstance, HostPool, SessionHost, UserSession
-from core.models import Certificate
+from core.models import AuditEvent, Certificate
 from core.roles import ROLES
 from feed.models import ApplicationGroup, Assignment, RemoteApp, Workspace
 
@@ -39,6 +39,31 @@ ROLE_SCOPES = [(role.name, scope) for role in ROLES.values() for scope in role.s
 
 def inside(scope_type: str, name: str) -> bool:
     return INSIDE[scope_type] is None or name in INSIDE[scope_type]
+
+
+class AuditWatch:
+    """The audit events recorded since the last look: each granted action that changed something must be in the
+    log under the delegate's name, and a refused one must leave nothing there."""
+
+    def __init__(self) -> None:
+        self.mark = self._latest()
+
+    @staticmethod
+    def _latest() -> int:
+        return AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+    def mistakes(self, what: str, granted: bool) -> list[str]:
+        events = list(AuditEvent.objects.filter(pk__gt=self.mark).values_list("action", "actor_name"))
+        self.mark = self._latest()
+        return audit_mistakes(what, granted, events)
+
+
+def audit_mistakes(what: str, granted: bool, events: list[tuple[str, str]]) -> list[str]:
+    if granted and not any(actor == "delegate" for _, actor in events):
+        return [f"{what}: done but not in the audit log ({events})"]
+    if not granted and events:
+        return [f"{what}: refused but audited as {events}"]
+    return []
 
 
 @dataclass

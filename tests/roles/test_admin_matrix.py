@@ -12,7 +12,7 @@ from broker.models import Connection, GatewayInstance, HostPool, SessionHost, Us
 from core.models import Certificate, RoleAssignment
 from core.roles import ROLES
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from tests.roles.conftest import ROLE_SCOPES, inside
+from tests.roles.conftest import ROLE_SCOPES, AuditWatch, inside
 
 KINDS = {
     "workspace": Workspace, "hostpool": HostPool, "applicationgroup": ApplicationGroup, "desktop": Desktop,
@@ -62,33 +62,40 @@ def test_every_role_at_every_scope_sees_and_does_exactly_what_it_grants_in_the_a
     for side in ("1", "2"):
         granted_here = {action for action in role.actions if inside(scope_type, f"h{side}")}
         host, pool, session = estate[f"h{side}"], estate[f"p{side}"], estate[f"s{side}"]
+        audit = AuditWatch()  # each change below that was done is in the audit log; a refused one left nothing
         run_action(browser, SessionHost, "drain_on", [host])
         host.refresh_from_db()
         if host.allow_new_sessions == ("sessionhost.drain" in granted_here):
             wrong.append(f"drain {host.name} by action: allow_new_sessions={host.allow_new_sessions}")
+        wrong += audit.mistakes(f"drain {host.name} by action", not host.allow_new_sessions)
         run_action(browser, SessionHost, "mark_for_replacement", [host])
         host.refresh_from_db()
         if (host.marked_for_replacement_at is not None) != ("sessionhost.replace" in granted_here):
             wrong.append(f"mark {host.name} by action")
+        wrong += audit.mistakes(f"mark {host.name} by action", host.marked_for_replacement_at is not None)
         browser.post(admin_url(HostPool, "changelist"), {"action": "issue_registration_token",
                                                          "_selected_action": [pool.pk]})
         pool.refresh_from_db()
         if (pool.registration_token_hash != "") != ("hostpool.token" in granted_here):
             wrong.append(f"token for {pool.name} by action")
+        wrong += audit.mistakes(f"token for {pool.name} by action", pool.registration_token_hash != "")
         for action, verb in [("log_off", "logoff"), ("disconnect", "disconnect"), ("send_message", "message")]:
             said = run_action(browser, UserSession, action, [session], title="Notice", text="Hello")
             tried = any("offline" in message for message in said)  # no agent is connected
             if tried != (f"usersession.{verb}" in granted_here):
                 wrong.append(f"{action} on session {session.pk}: {said}")
+            wrong += audit.mistakes(f"{action} on session {session.pk}", tried)
 
     for kind, stem in DELETABLE.items():
         model = KINDS[kind]
         for side in ("1", "2"):
             obj = estate[f"{stem}{side}"]
+            audit = AuditWatch()
             browser.post(admin_url(model, "delete", obj.pk), {"post": "yes"})
             gone = not model.objects.filter(pk=obj.pk).exists()
             if gone != (f"{kind}.delete" in role.actions and inside(scope_type, f"{stem}{side}")):
                 wrong.append(f"delete {stem}{side}: {'deleted' if gone else 'kept'}")
+            wrong += audit.mistakes(f"delete {stem}{side}", gone)
 
     for model in (RoleAssignment,):
         if browser.get(admin_url(model, "changelist")).status_code != 403:

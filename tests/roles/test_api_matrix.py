@@ -15,7 +15,7 @@ from broker.models import Connection, GatewayInstance, HostPool, SessionHost, Us
 from core.models import ApiToken, AuditEvent, Certificate
 from core.roles import ROLES
 from feed.models import ApplicationGroup, Assignment, Desktop, RemoteApp, Workspace
-from tests.roles.conftest import NEW_OBJECT_INSIDE, ROLE_SCOPES, inside
+from tests.roles.conftest import NEW_OBJECT_INSIDE, ROLE_SCOPES, audit_mistakes, inside
 
 LISTS = {
     "workspace": ("workspaces", Workspace), "hostpool": ("hostpools", HostPool),
@@ -86,15 +86,6 @@ def attempt(api: APIClient, method: str, path: str, body) -> tuple[int, list[tup
         events = list(AuditEvent.objects.filter(pk__gt=latest).values_list("action", "actor_name"))
         transaction.set_rollback(True)
     return status, events
-
-
-def audit_mistakes(what: str, granted: bool, events: list[tuple[str, str]]) -> list[str]:
-    """A granted action is in the audit log under the delegate's name; a refused one left nothing there."""
-    if granted and not any(actor == "delegate" for _, actor in events):
-        return [f"{what}: done but not in the audit log ({events})"]
-    if not granted and events:
-        return [f"{what}: refused but audited as {events}"]
-    return []
 
 
 @pytest.fixture

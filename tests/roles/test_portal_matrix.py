@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from core.roles import ROLES
 from feed.models import Assignment
-from tests.roles.conftest import ROLE_SCOPES, inside
+from tests.roles.conftest import ROLE_SCOPES, AuditWatch, inside
 
 # (the action the page needs, the page's URL name, the object it names, the action reading that object needs)
 PAGES = [
@@ -85,33 +85,40 @@ def test_every_role_at_every_scope_sees_and_does_exactly_what_it_grants_in_the_p
     for side in ("1", "2"):
         host, pool, session = estate[f"h{side}"], estate[f"p{side}"], estate[f"s{side}"]
         granted = inside(scope_type, f"h{side}")
+        audit = AuditWatch()  # each change below that was done is in the audit log; a refused one left nothing
         browser.post(reverse("portal:host-drain", args=[host.pk]), {"allow": "0"})
         host.refresh_from_db()
         if host.allow_new_sessions == ("sessionhost.drain" in role.actions and granted):
             wrong.append(f"drain {host.name}: allow_new_sessions={host.allow_new_sessions}")
+        wrong += audit.mistakes(f"drain {host.name}", not host.allow_new_sessions)
         browser.post(reverse("portal:host-replacement", args=[host.pk]), {"mark": "1"})
         host.refresh_from_db()
         if (host.marked_for_replacement_at is not None) != ("sessionhost.replace" in role.actions and granted):
             wrong.append(f"replacement of {host.name}: {host.marked_for_replacement_at}")
+        wrong += audit.mistakes(f"replacement of {host.name}", host.marked_for_replacement_at is not None)
         response = browser.post(reverse("portal:pool-token", args=[pool.pk]))
         pool.refresh_from_db()
         if (pool.registration_token_hash != "") != ("hostpool.token" in role.actions and granted):
             wrong.append(f"token of {pool.name}: {response.status_code}")
+        wrong += audit.mistakes(f"token of {pool.name}", pool.registration_token_hash != "")
         for verb, url_name in [("logoff", "portal:session-logoff"), ("disconnect", "portal:session-disconnect")]:
             response = browser.post(reverse(url_name, args=[session.pk]), follow=True)
             tried = "not connected" in response.content.decode()  # the agent is not: the command was tried
             if tried != (f"usersession.{verb}" in role.actions and granted):
                 wrong.append(f"{verb} of session {session.pk}: {'tried' if tried else 'not tried'}")
+            wrong += audit.mistakes(f"{verb} of session {session.pk}", tried)
         response = browser.post(reverse("portal:session-message", args=[session.pk]), {"title": "Notice", "text": "Hi"})
         tried = "not connected" in response.content.decode()
         if tried != ("usersession.message" in role.actions and granted):
             wrong.append(f"message to session {session.pk}: {response.status_code}")
+        wrong += audit.mistakes(f"message to session {session.pk}", tried)
 
         assignment = estate[f"as{side}"]
         browser.post(reverse("portal:assignment-delete", args=[assignment.pk]))
         removed = not Assignment.objects.filter(pk=assignment.pk).exists()
         if removed != ("assignment.delete" in role.actions and inside(scope_type, f"as{side}")):
             wrong.append(f"remove assignment {assignment.pk}: {'removed' if removed else 'kept'}")
+        wrong += audit.mistakes(f"remove assignment {assignment.pk}", removed)
 
     assert not wrong, f"{role_name} at {scope_type}:\n" + "\n".join(wrong)
 
