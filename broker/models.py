@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
@@ -144,6 +144,27 @@ class HostPool(models.Model):
         ).first()
 
 
+class SessionHostQuerySet(models.QuerySet):
+    def store_heartbeat(self, pk: int, *, at: datetime, agent_version: str, health_checks: dict) -> str | None:
+        """Store a heartbeat's time, agent version and checks on host ``pk``; returns the host's status, or
+        None when there is no such host. One statement (UPDATE … RETURNING, which PostgreSQL and SQLite
+        both speak): every connected host sends one per interval, and they queue for their instance's one
+        database thread, so each costs one round trip rather than a read and a write."""
+        connection = connections[self.db]
+        meta, quote = self.model._meta, connection.ops.quote_name
+        values = {"last_heartbeat_at": at, "agent_version": agent_version, "health_checks": health_checks,
+                  "updated_at": at}
+        fields = [meta.get_field(name) for name in values]
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+        sql = (f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s "
+               f"RETURNING {quote(meta.get_field('status').column)}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, pk])
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+
 class SessionHost(models.Model):
     host_pool = models.ForeignKey(HostPool, on_delete=models.PROTECT, related_name="session_hosts")
     name = models.CharField(
@@ -204,6 +225,8 @@ class SessionHost(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SessionHostQuerySet.as_manager()
 
     class Meta:
         ordering = ["host_pool__name", "name"]

@@ -88,6 +88,7 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         self.close_reason = ""
         self.pending: dict[str, PendingCommand] = {}
         self.last_sessions: Any = None
+        self.last_checks: list[hostchannel.HealthCheck] | None = None  # of the last heartbeat stored
         self.rdp_certificates_issued: list[float] = []
         self.counted = False  # in wvd_host_channels_connected
         await self.accept()
@@ -203,15 +204,16 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
 
     async def on_heartbeat(self, heartbeat: hostchannel.Heartbeat) -> None:
         arrived = time.monotonic()
-        # Sessions are written only when the report changed: most heartbeats are one UPDATE.
+        # Sessions are written only when the report changed, and the previous checks come from this channel's
+        # memory: most heartbeats are one UPDATE … RETURNING.
         sync_sessions = heartbeat["sessions"] != self.last_sessions
         status = await database_sync_to_async(health.record_heartbeat)(
-            self.host_id, heartbeat, sync_sessions=sync_sessions
+            self.host_id, heartbeat, sync_sessions=sync_sessions, previous_checks=self.last_checks
         )
         if status is None:
             await self.refuse(hostchannel.CLOSE_CREDENTIALS_SUPERSEDED, "This session host no longer exists.")
             return
-        self.last_sessions = heartbeat["sessions"]
+        self.last_sessions, self.last_checks = heartbeat["sessions"], heartbeat["checks"]
         await self.send_message(hostchannel.heartbeat_ack(heartbeat["seq"]))
         metrics.HEARTBEAT_SECONDS.observe(time.monotonic() - arrived)
         # Re-join the host's group with every heartbeat (one ZADD): a Redis that restarted forgot every group

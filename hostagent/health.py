@@ -58,24 +58,29 @@ def _failing(checks: list[dict[str, Any]]) -> set[str]:
     return {check.get("name", "") for check in checks if not check.get("ok", True)}
 
 
-def record_heartbeat(host_id: int, heartbeat: Heartbeat, *, sync_sessions: bool = True) -> str | None:
+def record_heartbeat(host_id: int, heartbeat: Heartbeat, *, sync_sessions: bool = True,
+                     previous_checks: list[HealthCheck] | None = None) -> str | None:
     """Store a heartbeat: time, agent version, checks, the status they call for and (when
     ``sync_sessions``) the reported user sessions. Returns the host's status, or None when the host
-    no longer exists (deleted while its agent was connected)."""
+    no longer exists (deleted while its agent was connected).
+
+    ``previous_checks``: the checks of the host's last stored heartbeat, when the caller knows them (the
+    channel that stored it does); they are read from the host otherwise. With them, a heartbeat that
+    changes no status and no session is one UPDATE … RETURNING."""
     now = timezone.now()
-    current = SessionHost.objects.filter(pk=host_id).values("status", "health_checks").first()
-    if current is None:
-        return None
-    previous_checks = (current["health_checks"] or {}).get("checks") or []
+    if previous_checks is None:
+        stored = SessionHost.objects.filter(pk=host_id).values_list("health_checks", flat=True).first()
+        previous_checks = (stored.get("checks") or []) if isinstance(stored, dict) else []
     health = {
         "checked_at": now.isoformat(),
         "checks": heartbeat["checks"],
         "sessions": "unsupported" if heartbeat["sessions"] == "unsupported" else "reported",
     }
-    SessionHost.objects.filter(pk=host_id).update(
-        last_heartbeat_at=now, agent_version=heartbeat["agent_version"], health_checks=health, updated_at=now
+    status = SessionHost.objects.store_heartbeat(
+        host_id, at=now, agent_version=heartbeat["agent_version"], health_checks=health
     )
-    status = current["status"]
+    if status is None:
+        return None
     if status != SessionHostStatus.UPGRADING:
         wanted, reason = evaluate_checks(heartbeat["checks"])
         # A new record only when the status changes or other checks fail: details such as the

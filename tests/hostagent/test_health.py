@@ -68,6 +68,57 @@ def test_checks_decide_the_status():
     assert health.evaluate_checks([no_rdp, low_disk]) == ("unavailable", "rdp_listener: refused")
 
 
+def heartbeat_with(*checks: dict) -> dict:
+    return {"type": "heartbeat", "seq": 1, "agent_version": "2.0.0", "checks": list(checks), "sessions": []}
+
+
+RDP_OK = {"name": "rdp_listener", "ok": True, "fatal": True, "detail": ""}
+DISK_LOW = {"name": "disk_space", "ok": False, "fatal": False, "detail": "2% free"}
+
+
+def test_a_steady_heartbeat_is_one_statement_when_the_channel_remembers_the_last_checks(
+        pooled_pool, django_assert_num_queries):
+    host = host_with_heartbeat(pooled_pool, "steady", "available", 30)
+    with django_assert_num_queries(1):
+        status = health.record_heartbeat(host.pk, heartbeat_with(RDP_OK), sync_sessions=False,
+                                         previous_checks=[RDP_OK])
+    assert status == "available"
+    host.refresh_from_db()
+    assert host.agent_version == "2.0.0" and host.health_checks["checks"] == [RDP_OK]
+    assert timezone.now() - host.last_heartbeat_at < timedelta(seconds=5)
+    assert host.updated_at == host.last_heartbeat_at
+    # Without them the last checks are read from the host first: one more query, same outcome.
+    with django_assert_num_queries(2):
+        assert health.record_heartbeat(host.pk, heartbeat_with(RDP_OK), sync_sessions=False) == "available"
+    assert not SessionHostStatusChange.objects.filter(session_host=host).exists()
+
+
+def test_a_heartbeat_records_a_change_of_failing_checks_whether_or_not_the_caller_knew_the_last_ones(
+        pooled_pool):
+    host = host_with_heartbeat(pooled_pool, "wobbly", "needs_assistance", 30)
+    other_disk = {**DISK_LOW, "name": "scratch_disk"}
+    health.record_heartbeat(host.pk, heartbeat_with(RDP_OK, DISK_LOW), sync_sessions=False)  # read from the host
+    health.record_heartbeat(host.pk, heartbeat_with(RDP_OK, other_disk), sync_sessions=False,
+                            previous_checks=[RDP_OK, DISK_LOW])
+    # The same failing check as the stored heartbeat's (read from the host): no new record.
+    health.record_heartbeat(host.pk, heartbeat_with(RDP_OK, {**other_disk, "detail": "1% free"}),
+                            sync_sessions=False)
+    reasons = list(SessionHostStatusChange.objects.filter(session_host=host).order_by("at", "id")
+                   .values_list("new_status", "reason"))
+    assert reasons == [("needs_assistance", "disk_space: 2% free"), ("needs_assistance", "scratch_disk: 2% free")]
+
+
+def test_a_heartbeat_leaves_an_upgrading_host_alone_and_tells_of_a_deleted_one(pooled_pool):
+    host = host_with_heartbeat(pooled_pool, "upgrading", "upgrading", 30)
+    assert health.record_heartbeat(host.pk, heartbeat_with(DISK_LOW), previous_checks=[]) == "upgrading"
+    host.refresh_from_db()
+    assert host.status == "upgrading" and host.health_checks["checks"] == [DISK_LOW]
+    gone = host.pk
+    host.delete()
+    assert health.record_heartbeat(gone, heartbeat_with(RDP_OK), previous_checks=[RDP_OK]) is None
+    assert health.record_heartbeat(gone, heartbeat_with(RDP_OK)) is None
+
+
 def test_admin_actions_report_an_offline_host(pooled_pool):
     host = SessionHost.objects.create(host_pool=pooled_pool, name="host-a")
     session = host.user_sessions.create(session_id=4, username="member")
