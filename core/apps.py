@@ -32,9 +32,10 @@ class CoreConfig(AppConfig):
         # Here, not at the top (Django's convention): both modules need models, which exist once apps are
         # ready. What takes a user's access away (sign-out, password, deactivation, groups), and the sign-in
         # throttle's log of failures.
-        from core import audit, directory, signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
+        from core import audit, dbconnections, directory, signals, throttle  # noqa: PLC0415 - the app registry, not an arrow between apps
 
         signals.connect()
+        dbconnections.connect()  # a web request's thread closes its database connections as it ends
         directory.connect()  # tells a directory that could not answer from a wrong password
         user_login_failed.connect(throttle.log_failed_sign_in, dispatch_uid="wvd-log-failed-sign-in")
         from core import scopes  # noqa: PLC0415

@@ -124,7 +124,9 @@ def env_data_dir(name: str, default: Path) -> Path:
     return path
 
 
-def env_database(name: str, default_sqlite: Path) -> dict:
+def env_database(name: str, default_sqlite: Path, *, conn_max_age: int = 0) -> dict:
+    """The database from a URL; ``conn_max_age`` (seconds, 0: a new connection for every call) applies to
+    PostgreSQL, with a health check before each reuse so a restarted server costs no failed call."""
     raw = env_str(name)
     if not raw:
         return {
@@ -139,7 +141,8 @@ def env_database(name: str, default_sqlite: Path) -> dict:
     if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, got scheme {scheme!r}")
     try:
-        config = dj_database_url.parse(raw, conn_max_age=0)
+        config = dj_database_url.parse(raw, conn_max_age=conn_max_age if scheme != "sqlite" else 0,
+                                       conn_health_checks=scheme != "sqlite" and conn_max_age > 0)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if scheme != "sqlite" and not config.get("NAME"):

@@ -1,7 +1,9 @@
 """Periodic work without a beat process: the embedded default runs the beat schedule inside `serve`.
 
 Each entry of ``CELERY_BEAT_SCHEDULE`` runs the same task function beat would, on a timer in this
-process, in a worker thread so the event loop (relays, WebSockets) never waits for it.
+process, in a worker thread so the event loop (relays, WebSockets) never waits for it. Like every database
+call of `serve`, it closes that thread's connection around each run when it is too old or broken
+(Channels' database_sync_to_async), so a kept connection is checked after a database restart.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from celery import current_app
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ async def run_beat_schedule() -> None:
 async def _every(name: str, entry: dict) -> None:
     interval = schedule_seconds(entry["schedule"])
     log.info("in-process beat: %s every %ss", name, interval)
-    run = sync_to_async(run_task_now, thread_sensitive=False)
+    run = database_sync_to_async(run_task_now, thread_sensitive=False)
     while True:
         await asyncio.sleep(interval)
         await run(entry["task"])

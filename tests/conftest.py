@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
@@ -19,6 +20,20 @@ def connection_rows_are_written_by_their_lifecycle_only():
     """Throughout the run, a write of the Connection table from anywhere but its lifecycle fails."""
     with only_the_lifecycle_writes_connections():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def a_database_connection_per_call():
+    """The product keeps PostgreSQL connections in its long-lived threads (WVD_DATABASE_CONN_MAX_AGE). Here
+    event loops, and their executor threads, come and go with each test: a connection kept by such a thread
+    would stay open until the garbage collector found it. So the suite opens one per call as before;
+    tests/settings/test_dbconnections.py keeps them where that is the subject, and the processes of the
+    cluster and end-to-end tests run the product's default."""
+    database = django_settings.DATABASES["default"]
+    kept = database["CONN_MAX_AGE"], database["CONN_HEALTH_CHECKS"]
+    database.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+    yield
+    database["CONN_MAX_AGE"], database["CONN_HEALTH_CHECKS"] = kept
 
 
 @pytest.fixture(autouse=True)

@@ -102,6 +102,20 @@ def test_a_postgres_url_selects_postgresql(clean_env):
     assert (config["NAME"], config["HOST"], config["PORT"]) == ("test", "127.0.0.1", 5432)
 
 
+def test_postgresql_connections_are_kept_as_long_as_asked_with_a_health_check(clean_env):
+    clean_env.setenv("WVD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    config = environment.env_database("WVD_DATABASE_URL", Path("/unused"), conn_max_age=300)
+    assert (config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"]) == (300, True)
+    config = environment.env_database("WVD_DATABASE_URL", Path("/unused"), conn_max_age=0)
+    assert (config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"]) == (0, False)
+
+
+def test_sqlite_opens_a_connection_per_call_whatever_the_max_age(clean_env, tmp_path):
+    clean_env.setenv("WVD_DATABASE_URL", f"sqlite:///{tmp_path}/db.sqlite3")
+    config = environment.env_database("WVD_DATABASE_URL", Path("/unused"), conn_max_age=300)
+    assert (config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"]) == (0, False)
+
+
 def test_a_postgres_url_without_a_database_name_is_refused(clean_env):
     clean_env.setenv("WVD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/")
     with pytest.raises(ImproperlyConfigured, match="WVD_DATABASE_URL"):
