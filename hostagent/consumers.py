@@ -15,12 +15,14 @@ import asyncio
 import logging
 import secrets
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from broker import hostcertificates
@@ -39,6 +41,23 @@ PENDING_COMMAND_LIFETIME = 600.0
 # An agent asks for its RDP certificate when it has none and again two thirds into its life; anything
 # beyond this many in an hour on one channel is refused (each costs a signature and a database row).
 RDP_CERTIFICATES_PER_HOUR = 12
+
+
+_hello_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def hello_turns() -> asyncio.Semaphore:
+    """This process's turns for hellos (WVD_HOST_HELLOS_IN_FLIGHT), one set per event loop (tests run several).
+
+    A hello's work runs in the database thread that every heartbeat of this instance queues for. Without a bound
+    a reconnecting fleet put thousands of hellos in that queue: heartbeats waited behind them, and hellos that
+    had already been refused for lateness still ran (bench/RESULTS.md). A hello now waits for a turn first, and
+    one refused while it waited never reaches the database."""
+    loop = asyncio.get_running_loop()
+    turns = _hello_turns.get(loop)
+    if turns is None:
+        turns = _hello_turns[loop] = asyncio.Semaphore(settings.HOST_HELLOS_IN_FLIGHT)
+    return turns
 
 
 @dataclass
@@ -179,21 +198,26 @@ class HostAgentConsumer(AsyncWebsocketConsumer):
         if nonce is None:
             await self.refuse(hostchannel.CLOSE_PROTOCOL_ERROR, "Only one hello per channel.")
             return
-        try:
-            signature = hostchannel.decode_base64url(hello["signature"], "hello.signature")
-            host = await database_sync_to_async(hostcertificates.authenticate_host)(
-                hello["certificate"], nonce, signature
+        async with hello_turns():
+            if self.closing:  # refused while it waited for its turn (no hello in time): nothing to do
+                return
+            try:
+                signature = hostchannel.decode_base64url(hello["signature"], "hello.signature")
+                host = await database_sync_to_async(hostcertificates.authenticate_host)(
+                    hello["certificate"], nonce, signature
+                )
+            except (hostchannel.ProtocolError, hostcertificates.HostAuthenticationRefused) as exc:
+                await self.refuse(hostchannel.CLOSE_AUTH_FAILED, str(exc))
+                return
+            if self.closing:
+                return
+            self.auth_timer.cancel()
+            self.host_id, self.host_name = host.session_host_id, host.name
+            await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
+            await database_sync_to_async(health.channel_opened)(
+                self.host_id, self.channel_name, certificate_id=host.certificate_id,
+                remote_address=self.remote_address, agent_version=hello["agent_version"],
             )
-        except (hostchannel.ProtocolError, hostcertificates.HostAuthenticationRefused) as exc:
-            await self.refuse(hostchannel.CLOSE_AUTH_FAILED, str(exc))
-            return
-        self.auth_timer.cancel()
-        self.host_id, self.host_name = host.session_host_id, host.name
-        await self.channel_layer.group_add(host_group(self.host_id), self.channel_name)
-        await database_sync_to_async(health.channel_opened)(
-            self.host_id, self.channel_name, certificate_id=host.certificate_id,
-            remote_address=self.remote_address, agent_version=hello["agent_version"],
-        )
         replaced: ReplacedEvent = {"type": "hostagent.replaced", "channel": self.channel_name}
         await self.channel_layer.group_send(host_group(self.host_id), replaced)
         await self.send_message(hostchannel.welcome(self.host_id, self.host_name, health.heartbeat_interval()))

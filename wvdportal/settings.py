@@ -385,6 +385,10 @@ WEB_TICKET_LIFETIME = timedelta(seconds=env_int("WVD_WEB_TICKET_SECONDS", 60, mi
 # row is marked Unavailable by hostagent.tasks.mark_missed_heartbeats, which runs once per interval.
 HEARTBEAT_INTERVAL = env_int("WVD_HEARTBEAT_INTERVAL", 30, minimum=1, maximum=3600)
 MISSED_HEARTBEATS = env_int("WVD_MISSED_HEARTBEATS", 3, minimum=1, maximum=100)
+# Hellos (certificate check, signature, channel record) one instance works on at once: the rest wait for a turn,
+# within the agent's 15 s to say hello, so a fleet reconnecting at once cannot fill the database thread that
+# every heartbeat needs (hostagent/consumers.py).
+HOST_HELLOS_IN_FLIGHT = env_int("WVD_HOST_HELLOS_IN_FLIGHT", 4, minimum=1, maximum=1000)
 
 # --- The feed and client sign-in (feed/, core/signin.py) ---------------------------------------------
 # The user's own login page (templates/registration/login.html); the admin keeps /admin/login/.

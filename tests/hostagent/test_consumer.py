@@ -101,6 +101,43 @@ async def test_it_refuses_a_valid_certificate_not_bound_to_a_host(our_ca, pooled
     assert error["code"] == hostchannel.CLOSE_AUTH_FAILED and "not bound" in error["message"]
 
 
+async def test_a_hello_waits_for_a_turn_when_the_instance_works_on_as_many_as_it_allows(host_a, host_b, settings):
+    settings.HOST_HELLOS_IN_FLIGHT = 1
+    turns = consumers.hello_turns()
+    await turns.acquire()  # another agent's hello is being worked on
+    agent = AgentPeer(host_a)
+    await agent.open()
+    await agent.send(hostchannel.hello(host_a.certificate_pem, agent.signature(), "1.0.0"))
+    assert await agent.communicator.receive_nothing(timeout=0.5)  # no welcome while it waits
+    assert not await database_sync_to_async(HostChannel.objects.filter(session_host_id=host_a.host.pk).exists)()
+    turns.release()
+    welcome = await agent.receive()
+    assert welcome["type"] == "welcome" and welcome["session_host_id"] == host_a.host.pk
+    # Its turn is given back: the next agent is welcomed without waiting for anyone.
+    other = AgentPeer(host_b)
+    assert (await other.connect())["session_host_id"] == host_b.host.pk
+    await asyncio.gather(agent.close(), other.close())
+
+
+async def test_a_hello_refused_for_lateness_while_it_waited_for_a_turn_never_reaches_the_database(
+        host_a, settings, monkeypatch):
+    settings.HOST_HELLOS_IN_FLIGHT = 1
+    monkeypatch.setattr(consumers, "AUTH_TIMEOUT", 0.3)
+    turns = consumers.hello_turns()
+    await turns.acquire()
+    before = await snapshot(host_a)
+    agent = AgentPeer(host_a)
+    await agent.open()
+    await agent.send(hostchannel.hello(host_a.certificate_pem, agent.signature(), "1.0.0"))
+    error, code = await agent.expect_close()
+    assert code == hostchannel.CLOSE_AUTH_TIMEOUT and error["code"] == hostchannel.CLOSE_AUTH_TIMEOUT
+    turns.release()
+    await asyncio.sleep(0.3)  # the waiting hello has its turn now, and must find its channel refused
+    assert not await database_sync_to_async(HostChannel.objects.filter(session_host_id=host_a.host.pk).exists)()
+    assert await snapshot(host_a) == before
+    await agent.close()
+
+
 async def test_it_closes_a_channel_that_does_not_authenticate_in_time(host_a, monkeypatch):
     monkeypatch.setattr(consumers, "AUTH_TIMEOUT", 0.1)
     agent = AgentPeer(host_a)
