@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -390,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-deadline", type=float, default=600,
                         help="seconds a step's new agents may take to connect before it is measured (default 600)")
     parser.add_argument("--every-step", action="store_true", help="go on to the next step after a missed one")
+    parser.add_argument("--keep-logs", type=Path, help="copy the cluster's logs (every process's) here at the end")
     options = parser.parse_args(argv)
     quick = options.quick
     options.agents = sorted(set(options.agents or ([30, 60] if quick else [2000, 5000, 10000])))
@@ -426,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.stop()
             target.stop()
+            if options.keep_logs:
+                shutil.copytree(cluster.log_dir, options.keep_logs, dirs_exist_ok=True)
     steps: list[ChannelStep] = found["steps"]
     meeting = [step.agents for step in steps if step.ok()]
     largest = max(meeting) if meeting else 0
