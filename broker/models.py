@@ -396,6 +396,9 @@ class GatewayInstance(models.Model):
     version = models.CharField(max_length=50, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Since when the row has been refreshed without a gap as long as GATEWAY_INSTANCE_LOST_AFTER: proof that
+    # the database took this instance's writes all that time (broker.gateways.sweep_lost_instances).
+    seen_since = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]

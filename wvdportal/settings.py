@@ -457,8 +457,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Lost gateway instances (broker.gateways.sweep_lost_instances) ------------------------------------
-# An instance whose row was not refreshed for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats
-# (WVD_GATEWAY_INSTANCE_HEARTBEAT), counted from the freshest instance's row, is taken for dead: beat (or
+# An instance that did not refresh its row while another refreshed its own without a gap for
+# WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats (WVD_GATEWAY_INSTANCE_HEARTBEAT) is taken for dead: beat (or
 # the embedded default's in-process timers) ends its open connections with ConnectionBrokenGatewayInstanceLost,
 # checking once per heartbeat.
 GATEWAY_INSTANCE_MISSED_HEARTBEATS = env_int("WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS", 3, minimum=2, maximum=100)
