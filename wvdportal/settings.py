@@ -236,7 +236,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.HasRole"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "core.api.filters.ReadableFilterBackend",  # filters by a related object: what the caller may pick
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
