@@ -9,6 +9,7 @@ from broker.models import HostPool
 from core.models import ApiToken, RoleAssignment
 from tests.architecture.connection_writes import only_the_lifecycle_writes_connections
 from feed.models import ApplicationGroup, Assignment, Workspace
+from testbed import slapd
 from tests.e2e.fixtures import xrdp_server  # noqa: F401 - one xrdp bed per test session (fixtures.py)
 
 PASSWORD = "correct-horse-battery-staple"
@@ -19,6 +20,17 @@ def connection_rows_are_written_by_their_lifecycle_only():
     """Throughout the run, a write of the Connection table from anywhere but its lifecycle fails."""
     with only_the_lifecycle_writes_connections():
         yield
+
+
+@pytest.fixture(scope="session")
+def ldap_server():
+    """A real OpenLDAP slapd on loopback (testbed/slapd.py), one per test session for every folder
+    (tests/directory, and tests/e2e's directory user); skipped, with the reason, where it is missing."""
+    reason = slapd.missing()
+    if reason:
+        pytest.skip(f"directory tests skipped: {reason}")
+    with slapd.Slapd() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
