@@ -419,6 +419,9 @@ class GatewayInstance(models.Model):
     version = models.CharField(max_length=50, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Since when the row has been refreshed without a gap as long as GATEWAY_INSTANCE_LOST_AFTER: proof that
+    # the database took this instance's writes all that time (broker.gateways.sweep_lost_instances).
+    seen_since = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -511,12 +514,12 @@ class ConnectionQuerySet(models.QuerySet):
             host_connected_at=timezone.now(), host_rdp_certificate_sha256=Coalesce(Subquery(presented), Value("")),
         )
 
-    def relay_started(self) -> int:
-        """The client was told its channel is open (-> CONNECTED). Not for a connection that has ended:
-        the relay's end may be recorded first (a quick host). The process that records it observes the
-        connection's setup checkpoints (core/metrics.py), once."""
+    def relay_started(self, at: datetime | None = None) -> int:
+        """The client was told its channel is open (-> CONNECTED), at ``at`` when that is recorded later.
+        Not for a connection that has ended (a quick host may end it first). The process that records it
+        observes the connection's setup checkpoints (core/metrics.py), once."""
         started = self.still_open().filter(relay_started_at__isnull=True).update(
-            state=ConnectionState.CONNECTED, relay_started_at=timezone.now())
+            state=ConnectionState.CONNECTED, relay_started_at=at or timezone.now())
         if started:
             for row in self.values("ticket_accepted_at", *(f"{name}_at" for name in metrics.CHECKPOINTS)):
                 accepted = row["ticket_accepted_at"]

@@ -22,7 +22,9 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from core import audit
+from core import scopes
 from core.authorization import ADD, CHANGE, DELETE, VIEW, action_for, grants_for_request
+from core.pickers import limit_field
 from core.choices import AuditAction
 from core.models import (
     ApiToken,
@@ -46,7 +48,41 @@ admin.site.index_title = "Administration"
 admin.site.login_form = AdminSignInForm
 
 
-class RoleAdminMixin:
+class RolePickersMixin:
+    """An admin page's pickers (its foreign keys and many-to-many fields, its inlines' too) and the sidebar's
+    filters by a related object name only what the user may see (core/pickers.py). A picker searched through
+    another admin (autocomplete) stays one only for users who read that kind everywhere: the search answers
+    from what they may read, and would miss what the page may also offer (their role's own scope, the current
+    value); everyone else gets a plain list of what they may pick."""
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return limit_field(field, self.model, db_field.name, grants_for_request(request)) if field else field
+
+    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        return limit_field(field, self.model, db_field.name, grants_for_request(request)) if field else field
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
+        grants = grants_for_request(request)
+        return [name for name in super().get_autocomplete_fields(request)
+                if scopes.object_kind(self.model._meta.get_field(name).related_model) is None
+                or grants.everywhere(action_for(self.model._meta.get_field(name).related_model, VIEW))]
+
+
+class ReadableRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """The sidebar's filter by a related object: the objects the user may pick (``Grants.choices``)."""
+
+    def field_choices(self, field, request: HttpRequest, model_admin) -> list[tuple]:
+        related = field.related_model._default_manager.all()
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            related = related.order_by(*ordering)
+        offered = grants_for_request(request).choices(related, model_admin.model, self.field_path)
+        return [(obj.pk, str(obj)) for obj in offered]
+
+
+class RoleAdminMixin(RolePickersMixin):
     """The admin of a model the roles reach (core/scopes.py): its lists hold what the user's roles let them
     read, each page and button needs the action held on the object (``<kind>.<verb>``), an object saved must
     lie where the roles allow it (no creating outside the scope, no moving out of it), and each action runs
@@ -70,6 +106,21 @@ class RoleAdminMixin:
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return grants_for_request(request).readable(super().get_queryset(request))
+
+    def get_list_filter(self, request: HttpRequest):
+        """A filter by a related object (``"host_pool"``, ``"session_host__host_pool"``) lists what the user
+        may pick."""
+        return [(entry, ReadableRelatedFieldListFilter) if isinstance(entry, str) and self._is_relation(entry)
+                else entry for entry in super().get_list_filter(request)]
+
+    def _is_relation(self, path: str) -> bool:
+        model = self.model
+        for name in path.split("__"):
+            field = model._meta.get_field(name)
+            if not field.is_relation:
+                return False
+            model = field.related_model
+        return True
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self._holds(request, VIEW)
@@ -118,7 +169,7 @@ class RoleAdminMixin:
         return run
 
 
-class RoleInlineMixin:
+class RoleInlineMixin(RolePickersMixin):
     """An inline of a model the roles reach: what it may show and do follows the roles on the parent's
     scope (``role_parent_field``, the inline model's foreign key to the parent)."""
 

@@ -83,6 +83,26 @@ class Grants:
     def readable(self, queryset: QuerySet) -> QuerySet:
         return self.filter(queryset, action_for(queryset.model, VIEW))
 
+    def choices(self, queryset: QuerySet, model: type[Model], path: str) -> QuerySet:
+        """What a picker of ``model``'s ``path`` (a field, or a lookup through fields) may offer among
+        ``queryset``: the objects the holder may read, the scopes their own roles are given at, and the objects
+        that the ``model`` objects they may read point at through ``path`` (the pool of a group they read is
+        named on the group's page; it is also the current value of any object they may edit). Nothing else: a
+        picker names nothing its user could not see already. One query when it is shown or checked, none
+        before. Objects in no scope (users and groups: principals) are not limited here."""
+        if self.superuser or scopes.object_kind(queryset.model) is None:
+            return queryset
+        queryset = queryset.all()  # a field may hold a manager
+        offered = Q(pk__in=sorted(self._scope_ids(queryset.model)))
+        if scopes.object_kind(model) is not None:
+            offered |= Q(pk__in=self.readable(model._default_manager.all()).values(path))
+        return self.readable(queryset) | queryset.filter(offered)
+
+    def _scope_ids(self, model: type[Model]) -> set[int]:
+        """The ids of ``model``'s rows that one of the holder's roles is given at (``model`` a scope model)."""
+        return {scope_id for _, scope_type, scope_id in self.held
+                if scope_id is not None and scopes.scope_model(scope_type) is model}
+
 
 NOBODY = Grants()
 EVERYTHING = Grants(superuser=True)

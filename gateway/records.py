@@ -223,8 +223,8 @@ def mark_host_connected(activity_id: str) -> int | None:
     return Connection.objects.filter(activity_id=activity_id).values_list("pk", flat=True).first()
 
 
-def mark_relay_started(connection_pk: int) -> None:
-    Connection.objects.filter(pk=connection_pk).relay_started()
+def mark_relay_started(connection_pk: int, at: datetime | None = None) -> None:
+    Connection.objects.filter(pk=connection_pk).relay_started(at)
 
 
 END_REASONS = {Side.CLIENT: EndReason.CLIENT_CLOSED, Side.HOST: EndReason.HOST_CLOSED, None: EndReason.GATEWAY_SHUTDOWN}

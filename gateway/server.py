@@ -195,19 +195,25 @@ class GatewayServer:
             raise HttpError(400, f"GET {httpupgrade.RDG_PATH} must be a WebSocket upgrade (raw RDP with a "
                                  "Bearer ticket); RD Gateway clients use RDG_OUT_DATA")
 
-    def report_end(self, result: RelayResult) -> None:
-        """The relay ended: record it off the loop (once per connection), with the time it ended."""
-        self.record(partial(records.finish, result, timezone.now()), f"the end of {result.connection_id}")
+    def report_end(self, result: RelayResult, after: asyncio.Future | None = None) -> None:
+        """The relay ended: record it off the loop (once per connection), with the time it ended, once
+        ``after`` (the record of its start) is done."""
+        self.record(partial(records.finish, result, timezone.now()), f"the end of {result.connection_id}", after=after)
 
-    def record(self, work: Callable[[], object], what: str = "a connection's record") -> None:
+    def record(self, work: Callable[[], object], what: str = "a connection's record", *,
+               after: asyncio.Future | None = None) -> None:
         """Run blocking database ``work`` in a thread without waiting for it; ``stop`` waits for it.
         While the database is unreachable the work is tried again (it is one conditional UPDATE per
-        transition, so a second try changes nothing that the first did), for up to RECORD_RETRY_SECONDS."""
-        report = asyncio.ensure_future(self._record(work, what))
+        transition, so a second try changes nothing that the first did), for up to RECORD_RETRY_SECONDS.
+        With ``after``, the work starts once that earlier record is done, however it went (it logs its own
+        failure)."""
+        report = asyncio.ensure_future(self._record(work, what, after))
         self._reports.add(report)
         report.add_done_callback(self._reports.discard)
 
-    async def _record(self, work: Callable[[], object], what: str) -> None:
+    async def _record(self, work: Callable[[], object], what: str, after: asyncio.Future | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
         loop = asyncio.get_running_loop()
         give_up, delay, tries = loop.time() + RECORD_RETRY_SECONDS, RECORD_RETRY_FIRST_DELAY, 0
         while True:

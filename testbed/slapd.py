@@ -141,6 +141,17 @@ class Slapd:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def control_plane_environment(self) -> dict[str, str]:
+        """The WVD_LDAP_* settings that point a control plane's processes at this directory, bound as its
+        reader (docs/directory.md)."""
+        return {
+            "WVD_LDAP_URI": self.uri,
+            "WVD_LDAP_BIND_DN": READER_DN,
+            "WVD_LDAP_BIND_PASSWORD": self.reader_password,
+            "WVD_LDAP_USER_SEARCH": PEOPLE,
+            "WVD_LDAP_GROUP_SEARCH": GROUPS,
+        }
+
     # --- entries --------------------------------------------------------------------------------------
 
     def manager(self) -> ldap.ldapobject.LDAPObject:

@@ -10,6 +10,7 @@ from broker.models import HostPool
 from core.models import ApiToken, RoleAssignment
 from tests.architecture.connection_writes import only_the_lifecycle_writes_connections
 from feed.models import ApplicationGroup, Assignment, Workspace
+from testbed import slapd
 from tests.e2e.fixtures import xrdp_server  # noqa: F401 - one xrdp bed per test session (fixtures.py)
 
 PASSWORD = "correct-horse-battery-staple"
@@ -34,6 +35,17 @@ def a_database_connection_per_call():
     database.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
     yield
     database["CONN_MAX_AGE"], database["CONN_HEALTH_CHECKS"] = kept
+
+
+@pytest.fixture(scope="session")
+def ldap_server():
+    """A real OpenLDAP slapd on loopback (testbed/slapd.py), one per test session for every folder
+    (tests/directory, and tests/e2e's directory user); skipped, with the reason, where it is missing."""
+    reason = slapd.missing()
+    if reason:
+        pytest.skip(f"directory tests skipped: {reason}")
+    with slapd.Slapd() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -340,8 +340,9 @@ def _entries() -> list[ConnectionErrorCode]:
             message="The gateway server holding your connection stopped. Reconnect; your session is usually "
                     "still there.",
             remedy="The `serve` instance that held the connection stopped refreshing its row (killed, crashed, "
-                   "its machine lost, or cut off from the database) for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS "
-                   "of its WVD_GATEWAY_INSTANCE_HEARTBEAT intervals, so the surviving processes ended its open "
+                   "its machine lost, or cut off from the database) while another instance refreshed its own for "
+                   "WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its WVD_GATEWAY_INSTANCE_HEARTBEAT intervals, so "
+                   "the surviving processes ended its open "
                    "connections (the byte counts died with it). Check that instance's service and log; a "
                    "reconnect goes through a surviving instance.",
             note="An instance that stops cleanly, or restarts under the same name, ends its connections as "

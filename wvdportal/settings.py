@@ -241,7 +241,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.HasRole"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "core.api.filters.ReadableFilterBackend",  # filters by a related object: what the caller may pick
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
@@ -466,8 +466,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Lost gateway instances (broker.gateways.sweep_lost_instances) ------------------------------------
-# An instance whose row was not refreshed for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats
-# (WVD_GATEWAY_INSTANCE_HEARTBEAT), counted from the freshest instance's row, is taken for dead: beat (or
+# An instance that did not refresh its row while another refreshed its own without a gap for
+# WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS of its heartbeats (WVD_GATEWAY_INSTANCE_HEARTBEAT) is taken for dead: beat (or
 # the embedded default's in-process timers) ends its open connections with ConnectionBrokenGatewayInstanceLost,
 # checking once per heartbeat.
 GATEWAY_INSTANCE_MISSED_HEARTBEATS = env_int("WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS", 3, minimum=2, maximum=100)

@@ -1,4 +1,4 @@
-"""Filter types every app's filtersets share."""
+"""Filter types every app's filtersets share, and the filter backend every API list uses."""
 from __future__ import annotations
 
 from datetime import timezone as dt_timezone
@@ -6,6 +6,10 @@ from datetime import timezone as dt_timezone
 import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField, IsoDateTimeRangeField, RangeField
+from django_filters.rest_framework import DjangoFilterBackend
+
+from core.authorization import grants_for_request
+from core.pickers import limit_field
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -41,3 +45,20 @@ class DateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
     """
 
     field_class = UtcIsoDateTimeRangeField
+
+
+class ReadableFilterBackend(DjangoFilterBackend):
+    """django-filter's backend, with every filter by a related object (``?host_pool=``) offering and taking
+    only what the caller may pick (``Grants.choices``, core/pickers.py): the browsable API's filter form lists
+    nothing else, and another id is a 400, as an id that does not exist is."""
+
+    def get_filterset(self, request, queryset, view):
+        filterset = super().get_filterset(request, queryset, view)
+        if filterset is None or getattr(view, "swagger_fake_view", False):
+            return filterset
+        grants = grants_for_request(request)
+        for name, filter_ in filterset.filters.items():
+            if isinstance(filter_, (django_filters.ModelChoiceFilter, django_filters.ModelMultipleChoiceFilter)):
+                field = filter_.field  # built here, from the filter's queryset
+                limit_field(field, queryset.model, filter_.field_name, grants)
+        return filterset

@@ -95,6 +95,22 @@ class ModelCleanSerializer(serializers.ModelSerializer):
             field_kwargs["validators"] = [v for v in validators if not isinstance(v, UniqueValidator)]
         return field_class, field_kwargs
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """Its object fields offer and take only what the caller may pick (``Grants.choices``): the browsable
+        API's form lists nothing else, and another id is a 400 "object does not exist", as for an id that
+        does not exist (core/pickers.py)."""
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is None:
+            return fields
+        grants = grants_for_request(request)
+        for name, field in fields.items():
+            relation = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
+            if isinstance(relation, serializers.RelatedField) and relation.queryset is not None:
+                path = (field.source or name).replace(".", "__")  # not bound yet: source may be unset
+                relation.queryset = grants.choices(relation.queryset, self.Meta.model, path)
+        return fields
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
         instance = self.build_instance(attrs)

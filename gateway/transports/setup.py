@@ -60,6 +60,7 @@ class ClientSetup:
         self.streams = tuple(streams)  # the client's connection(s): authenticated once its ticket is admitted
         self.admission: records.Admission | None = None
         self.relay: Relay | None = None
+        self._start_recorded: asyncio.Future | None = None  # the relay's start being written (``started``)
 
     @property
     def activity_id(self) -> str:
@@ -179,7 +180,8 @@ class ClientSetup:
 
             self.server.record(record, f"the end of {admission.activity_id}")
         else:
-            self.server.report_end(result)
+            # After the start's record: a short session can end before its start is written.
+            self.server.report_end(result, after=self._start_recorded)
 
     async def _internal_error(self) -> records.Refusal:
         code = records.ErrorCode.InternalError
@@ -190,9 +192,13 @@ class ClientSetup:
         return records.refusal_for(code, "", self.activity_id)
 
     async def started(self) -> None:
-        """The client has been told the channel is open: record the relay's start."""
+        """The client has been told the channel is open: record the relay's start. The relay already runs,
+        so its end may come first: that record waits for this one (``_relay_ended``), and a short session
+        keeps its start, its CONNECTED step and its setup checkpoints."""
+        recording = in_thread(records.mark_relay_started)(self._admitted().connection_pk, timezone.now())
+        self._start_recorded = asyncio.ensure_future(recording)
         try:
-            await in_thread(records.mark_relay_started)(self._admitted().connection_pk)
+            await asyncio.shield(self._start_recorded)
         except Exception:  # noqa: BLE001 - the relay runs on; only the checkpoint is missing
             log.exception("could not record the start of relay %s", self.activity_id)
         log.info("relay %s started (%s → host)", self.activity_id, self.client_address)

@@ -18,6 +18,7 @@ from django.views import View
 
 from core import audit
 from core.authorization import ADD, CHANGE, action_for
+from core.pickers import limit_form
 from portal.access import allowed, forbidden, grants, portal_user_required, readable
 from portal.views.responses import GonePage, Link, form_page
 
@@ -48,7 +49,8 @@ class ObjectEditView(View):
     Roles (core/authorization.py): the page needs its action (``<kind>.add`` for a create, ``.change`` for an
     edit) held somewhere, else 403; an object or parent the user may not read is ``gone`` (404); an object
     they may read but not change is 403; and the object as the form would save it must be allowed too (a
-    create inside the scope, no moving out of it), else 403 and nothing saved.
+    create inside the scope, no moving out of it), else 403 and nothing saved. The form's pickers offer only
+    what the user may see (core/pickers.py); another choice is the field's error, like an id that does not exist.
 
     A POST saves a valid form and redirects with the message; otherwise the form page answers, 400 when
     the form has errors (what was typed is kept). A save that the database refuses (a race with another
@@ -145,6 +147,7 @@ class ObjectEditView(View):
     def get_form(self) -> ModelForm:
         """The form over the object (a new one on a create), bound to what was posted."""
         form = self.form_class(*self.form_data(), instance=self.object, initial=self.get_initial())
+        limit_form(form, grants(self.request))  # its pickers name only what the user may see (core/pickers.py)
         if self.parent is not None:
             # Before validation: the model's rules (unique in the group, the group's type) need the parent.
             setattr(form.instance, self.parent_field, self.parent)

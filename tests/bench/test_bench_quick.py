@@ -6,6 +6,7 @@ where a target is set), and stops every process it started.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import subprocess
@@ -162,6 +163,8 @@ def test_cluster_benchmark_holds_channels_on_two_instances_and_sets_up_beside_on
     instances = table_rows(output, "instance")
     assert [(row[0], row[1], row[2]) for row in instances] == [
         ("gw1", "30", "15"), ("gw2", "30", "15"), ("gw1", "60", "30"), ("gw2", "60", "30")]  # spread over both
-    assert all(float(row[4]) > 0 and float(row[6]) > 0 for row in instances), instances  # p99, KiB per channel
+    # Heartbeat p99 measured; KiB per channel computed (a few channels can sit in memory freed since the
+    # baseline, so its sign means nothing at this size: the figure is for the large steps).
+    assert all(float(row[4]) > 0 and math.isfinite(float(row[6])) for row in instances), instances
     assert [row[0] for row in table_rows(output, "step")] == ["30", "60"]  # the CPU of every process per step
     assert table_rows(output, "largest step held with heartbeat p99 < 250 ms")[0][-1] in ("PASS", "MISS")

@@ -206,16 +206,26 @@ async def test_postgres_restarted_keeps_live_relays_and_records_what_ended_meanw
             await kept.round(MIB)
         finally:
             cluster.postgres.start()
+            back_at = datetime.now(timezone.utc)
 
         # The end that happened during the outage is recorded once the database is back, bytes and all.
         ended = bed.ended(ending_row["activity_id"])
         assert (ended["state"], ended["end_reason"]) == ("ended", "client_closed")
         assert (ended["bytes_client_to_host"], ended["bytes_host_to_client"]) == (
             ending.client_to_host, ending.received)
-        # The live one carried on, still open in the records; new connections work.
+        # The live one carried on, still open in the records.
         await kept.round(MIB)
         assert bed.connections(activity_id=kept_row["activity_id"])[0]["state"] == "connected"
-        fresh_stream = await bed.open(2)
+        # The hosts' channels come back by themselves (a heartbeat that could not be written closed them, and
+        # their agents reconnected with their back-off): once each host has a heartbeat written since the
+        # database returned, new connections work.
+        bed.wait_for("every host's heartbeat written again", lambda: all(
+            row["status"] == "available" and datetime.fromisoformat(row["last_heartbeat_at"]) > back_at
+            for row in (host_row(bed, name) for name in HOSTS)), timeout=60)
+        try:
+            fresh_stream = await bed.open(2)
+        except GatewayRefused as refusal:
+            raise AssertionError(f"{refusal}: {bed.connections()[:1]}\n{cluster.failure_report(4000)}") from None
         try:
             await (await Echo.start(fresh_stream)).round(MIB)
         finally:

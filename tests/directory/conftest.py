@@ -1,5 +1,6 @@
-"""A real OpenLDAP directory (testbed/slapd.py) for the directory sign-in tests, one per test session, and
-the control plane configured against it (settings.DIRECTORY as WVD_LDAP_* would make it).
+"""The control plane configured against the real OpenLDAP directory (``ldap_server``, testbed/slapd.py: one
+per test session, registered in tests/conftest.py so tests/e2e shares it) as WVD_LDAP_* would configure it
+(settings.DIRECTORY).
 
 Each test makes its own users and groups (names unique to the test and to the run), so tests share the one
 slapd without seeing each other's entries, and the sign-in throttle's counts (kept in Redis, when there is
@@ -19,15 +20,6 @@ from testbed.ports import free_port
 PASSWORD = "directory-horse-battery"
 _serial = itertools.count(1)
 _run = secrets.token_hex(3)
-
-
-@pytest.fixture(scope="session")
-def ldap_server():
-    reason = slapd.missing()
-    if reason:
-        pytest.skip(f"directory tests skipped: {reason}")
-    with slapd.Slapd() as server:
-        yield server
 
 
 def directory_config(uri: str, **overrides) -> dict:

@@ -5,14 +5,14 @@ project's connector (``python -m gateway.connector FILE.rdp``) as the client.
 The user signs in with their directory password, downloads the .rdp file of the desktop assigned to their
 directory group, and connects: bytes go through the gateway and the agent and come back exact. Then the
 directory takes them out of the group; after the sync task has run, the same file's next connection is
-refused with its documented code, and the refusal is recorded.
+refused with its documented code, and the refusal is recorded. tests/e2e/test_directory_user.py tells the
+same story with a stock FreeRDP client against xrdp.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -21,25 +21,15 @@ from pathlib import Path
 import pytest
 
 from bench.harness import EMBEDDED, Estate, start_target
-from testbed import slapd
 from testbed.lifecycle import read_log, start_logged, stop_group
 from testbed.ports import free_port, is_listening
 from testbed.processes import REPO_ROOT
 from tests.directory.conftest import PASSWORD
+from tests.directory.plane import mirrored_group_id, sync_directory
 from wire.errors import ErrorCode
 
 pytestmark = pytest.mark.slow
 WAIT = 60.0  # an upper bound for a loaded 2-core machine, not a speed assertion
-
-
-def ldap_environment(server: slapd.Slapd) -> dict[str, str]:
-    return {
-        "WVD_LDAP_URI": server.uri,
-        "WVD_LDAP_BIND_DN": slapd.READER_DN,
-        "WVD_LDAP_BIND_PASSWORD": "reader-secret",
-        "WVD_LDAP_USER_SEARCH": slapd.PEOPLE,
-        "WVD_LDAP_GROUP_SEARCH": slapd.GROUPS,
-    }
 
 
 @pytest.fixture
@@ -51,7 +41,8 @@ def target(tmp_path):
 
 @pytest.fixture
 def estate(ldap_server, target):
-    with Estate(shape=EMBEDDED, rdp_target=f"127.0.0.1:{target}", extra_env=ldap_environment(ldap_server)) as running:
+    with Estate(shape=EMBEDDED, rdp_target=f"127.0.0.1:{target}",
+                extra_env=ldap_server.control_plane_environment()) as running:
         yield running
 
 
@@ -104,22 +95,18 @@ def download_rdp(estate: Estate, token: str, path: Path) -> Path:
     return path
 
 
-def shell(estate: Estate, code: str) -> str:
-    return estate.plane.manage("shell", "--no-imports", "-c", code).stdout.strip().splitlines()[-1]
-
-
 def test_a_directory_user_connects_and_after_leaving_the_group_is_refused(ldap_server, estate, tmp_path):
     suffix = secrets.token_hex(3)
     name, group = f"e2e{suffix}", f"desktop-users-{suffix}"
     ldap_server.add_user(name, PASSWORD)
     ldap_server.add_group(group, [name])
     sign_in(estate, name)  # the first sign-in makes the account and mirrors the group
-    group_id = shell(estate, f"from django.contrib.auth.models import Group; print(Group.objects.get(name={group!r}).pk)")
     status, groups = estate.plane.call("GET", "/api/v1/applicationgroups/?name=bench-desktops",
                                        token=estate.admin_token)
     assert status == 200
     status, assignment = estate.plane.call("POST", "/api/v1/assignments/", {
-        "application_group": groups["results"][0]["id"], "group": int(group_id)}, estate.admin_token)
+        "application_group": groups["results"][0]["id"], "group": mirrored_group_id(estate.plane, group),
+    }, estate.admin_token)
     assert status == 201, assignment
     rdp_path = download_rdp(estate, sign_in(estate, name), tmp_path / "desktop.rdp")
     connector = Connector(rdp_path, estate.ca_file, tmp_path / "connector.log")
@@ -128,8 +115,8 @@ def test_a_directory_user_connects_and_after_leaving_the_group_is_refused(ldap_s
         assert connector.echo(payload) == payload, estate.failure_report() + read_log(connector.log)
 
         ldap_server.remove_member(group, name)
-        synced = shell(estate, "from core.tasks import sync_directory_users; print(sync_directory_users())")
-        assert "'refreshed': 1" in synced and "'unavailable': ''" in synced, synced
+        synced = sync_directory(estate.plane)
+        assert synced == {"refreshed": 1, "deactivated": 0, "unavailable": ""}, synced
 
         assert connector.echo(payload) == b""
     finally:

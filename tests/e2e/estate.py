@@ -6,6 +6,8 @@ The estate is built through the REST API as an admin would; the agent registers 
 runs as its own process; the user signs in, downloads the file and trusts the control plane's CA from
 ``/ca.pem``; no client is ever told to ignore a certificate. Runs on the embedded default and, when the
 test process has WVD_DATABASE_URL/WVD_REDIS_URL, on PostgreSQL + Redis with a separate Celery worker.
+``running_estate`` builds it (with more settings for the control plane where a test needs them, e.g.
+test_directory_user.py's WVD_LDAP_*); ``estate`` is the module-scoped fixture most tests share.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +109,13 @@ class Estate:
                 raise AssertionError(f"host stayed {host['status']} (wanted {statuses}): {host}")
             time.sleep(0.3)
 
-    def download_rdp(self, path: Path) -> str:
-        status, feed = self.api("GET", "/api/v1/feed/", token=self.user_token)
+    def download_rdp(self, path: Path, token: str | None = None) -> str:
+        """The .rdp file of the first desktop in the feed of ``token``'s user (alice's by default)."""
+        token = token or self.user_token
+        status, feed = self.api("GET", "/api/v1/feed/", token=token)
         assert status == 200, feed
         desktops = [r for r in feed if r["type"].lower() == "desktop"]
-        request = urllib.request.Request(desktops[0]["rdp_url"], headers={"Authorization": f"Bearer {self.user_token}"})
+        request = urllib.request.Request(desktops[0]["rdp_url"], headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=10, context=self.plane.ssl_context()) as response:
             assert response.headers["Content-Type"].startswith("application/x-rdp")
             data = response.read()
@@ -153,12 +158,14 @@ def sign_in(plane: ControlPlane, username: str, password: str) -> str:
     return body["token"]
 
 
-@pytest.fixture(scope="module")
-def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Estate]:
-    data_dir = tmp_path_factory.mktemp("plane")
+@contextmanager
+def running_estate(xrdp_server: XrdpServer, data_dir: Path, extra_env: Mapping[str, str] | None = None,
+                   ) -> Iterator[Estate]:
+    """The estate, built through the API in ``data_dir``, its agent bridging to ``xrdp_server``; stopped at
+    the end. ``extra_env`` adds settings for the control plane's processes (the directory's WVD_LDAP_*)."""
     # Short heartbeats so a stopped agent turns the host Unavailable within seconds.
     plane = ControlPlane(data_dir=data_dir / "wvd", extra_env={
-        "WVD_HEARTBEAT_INTERVAL": "1", "WVD_MISSED_HEARTBEATS": "2",
+        "WVD_HEARTBEAT_INTERVAL": "1", "WVD_MISSED_HEARTBEATS": "2", **(extra_env or {}),
     })
     plane.start()
     estate_: Estate | None = None
@@ -212,6 +219,12 @@ def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Es
         if estate_ is not None:
             estate_.stop_agent()
         plane.stop()
+
+
+@pytest.fixture(scope="module")
+def estate(xrdp_server: XrdpServer, xvfb: Xvfb, tmp_path_factory) -> Iterator[Estate]:
+    with running_estate(xrdp_server, tmp_path_factory.mktemp("plane")) as estate_:
+        yield estate_
 
 
 def tampered(text: str) -> str:

@@ -1,9 +1,11 @@
 """What the gateway records when the rest of the system fails it: a client whose wait runs out before the
 broker placed it (its workers are gone) or after (its host never dialled), and a connection's end that
-happens while the database is away."""
+happens while the database is away or before its start is written."""
 from __future__ import annotations
 
 import asyncio
+import threading
+
 import pytest
 from django.db import OperationalError
 from django.utils import timezone
@@ -83,3 +85,29 @@ async def test_an_end_while_the_database_is_away_is_recorded_once_it_answers_wit
     assert (live.bytes_client_to_host, live.bytes_host_to_client) == (1000, 2000)
     # The end's time is when it happened, not when the database took it.
     assert before <= live.ended_at <= outage["first_try_at"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_end_reported_while_its_start_is_being_written_is_recorded_after_it(single_pool, member):
+    # A short session: its client closes while the thread recording the relay's start is still at work.
+    host = await asyncio.to_thread(build.host, single_pool, "h1")
+    live = await asyncio.to_thread(build.reservation, host, member, state=ConnectionState.CONNECTING)
+    gateway = GatewayServer(GatewayConfig(instance_name="test-gateway", host_arrival_timeout=1), Rendezvous(), None)
+    may_write_start = threading.Event()
+    told_at = timezone.now()  # the client heard that its channel is open
+
+    def slow_start() -> None:
+        assert may_write_start.wait(10)
+        records.mark_relay_started(live.pk, told_at)
+
+    start = asyncio.ensure_future(asyncio.to_thread(slow_start))
+    gateway.report_end(RelayResult(str(live.activity_id), Side.CLIENT, "client closed", 10, 20), after=start)
+    await asyncio.sleep(0.3)
+    assert (await Connection.objects.aget(pk=live.pk)).ended_at is None  # the end waits for the start
+
+    may_write_start.set()
+    await gateway.stop()  # waits for the pending records
+
+    live = await Connection.objects.aget(pk=live.pk)
+    assert (live.state, live.end_reason) == (ConnectionState.ENDED, EndReason.CLIENT_CLOSED)
+    assert live.relay_started_at == told_at and told_at <= live.ended_at

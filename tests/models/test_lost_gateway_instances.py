@@ -1,6 +1,8 @@
-"""A gateway instance that stops refreshing its row is taken for dead after WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS
-of its heartbeats: the periodic sweep (broker.tasks.sweep_lost_gateway_instances, on beat's schedule and the
-embedded default's in-process timers) ends its open connections with ConnectionBrokenGatewayInstanceLost."""
+"""A gateway instance that stops refreshing its row is taken for dead once another instance has refreshed its own
+without a gap for WVD_GATEWAY_INSTANCE_MISSED_HEARTBEATS heartbeats since: the periodic sweep
+(broker.tasks.sweep_lost_gateway_instances, on beat's schedule and the embedded default's in-process timers) ends
+its open connections with ConnectionBrokenGatewayInstanceLost. A database outage, where every row falls behind
+together and the instances come back one after the other, ends nothing."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -30,9 +32,12 @@ def host(pool):
     return SessionHost.objects.create(host_pool=pool, name="host-g", status="available")
 
 
-def instance(name: str, seen_ago: timedelta) -> GatewayInstance:
-    return GatewayInstance.objects.create(name=name, public_host="127.0.0.1", public_port=8443,
-                                          last_seen_at=timezone.now() - seen_ago)
+def instance(name: str, seen_ago: timedelta, refreshing_for: timedelta | None = None) -> GatewayInstance:
+    """An instance last seen ``seen_ago``, whose refreshes ran unbroken for ``refreshing_for`` before that
+    (by default long enough to vouch for the database)."""
+    last_seen = timezone.now() - seen_ago
+    return GatewayInstance.objects.create(name=name, public_host="127.0.0.1", public_port=8443, last_seen_at=last_seen,
+                                          seen_since=last_seen - (refreshing_for or lost_after() * 10))
 
 
 def relaying(member, pool, host, gateway: GatewayInstance) -> Connection:
@@ -119,11 +124,51 @@ def test_rows_late_together_are_a_database_outage_not_lost_instances(member, poo
     on_first, on_second = relaying(member, pool, host, first), relaying(member, pool, host, second)
 
     assert sweep_lost_instances() == {}
+    assert one(on_first).ended_at is None and one(on_second).ended_at is None
 
-    # Once one refreshes its row, the one that stays behind is lost.
-    touch_instance("gw-2")
+
+def test_an_instance_slow_to_come_back_after_an_outage_has_its_time(member, pool, host):
+    # The database is back; gw-2 refreshed its row first, gw-1 has not yet (its thread is still reconnecting).
+    slow = instance("gw-1", lost_after() * 3)
+    instance("gw-2", lost_after() * 3 - timedelta(seconds=1))
+    on_slow = relaying(member, pool, host, slow)
+    touch_instance("gw-2")  # after a gap: its unbroken run of refreshes starts now
+
+    assert sweep_lost_instances() == {}
+    touch_instance("gw-1")
+    GatewayInstance.objects.filter(name="gw-2").update(seen_since=timezone.now() - lost_after() * 2)
+    assert sweep_lost_instances() == {}
+    assert one(on_slow).ended_at is None
+
+
+def test_one_that_stays_behind_while_another_refreshes_for_the_whole_span_is_lost(member, pool, host):
+    behind = instance("gw-1", lost_after() * 3)
+    instance("gw-2", timedelta(0), refreshing_for=lost_after() * 2)  # back from the outage for two spans
+    on_behind = relaying(member, pool, host, behind)
+
     assert sweep_lost_instances() == {"gw-1": 1}
-    assert one(on_first).error_code == LOST and one(on_second).ended_at is None
+    assert one(on_behind).error_code == LOST
+
+
+def test_refreshing_starts_a_new_unbroken_run_only_after_a_gap():
+    instance("gw-steady", timedelta(seconds=0), refreshing_for=lost_after() * 4)
+    instance("gw-back", lost_after() + timedelta(seconds=1))
+    steady_since = GatewayInstance.objects.get(name="gw-steady").seen_since
+
+    touch_instance("gw-steady")
+    touch_instance("gw-back")
+
+    steady, back = GatewayInstance.objects.get(name="gw-steady"), GatewayInstance.objects.get(name="gw-back")
+    assert steady.seen_since == steady_since
+    assert back.seen_since == back.last_seen_at
+
+
+def test_a_lone_instance_is_never_taken_for_lost(member, pool, host):
+    alone = instance("gw-alone", lost_after() * 5)
+    on_alone = relaying(member, pool, host, alone)
+
+    assert sweep_lost_instances() == {}
+    assert one(on_alone).ended_at is None
 
 
 def test_the_sweep_is_on_the_beat_schedule_once_per_heartbeat():

@@ -41,6 +41,17 @@ def inside(scope_type: str, name: str) -> bool:
     return INSIDE[scope_type] is None or name in INSIDE[scope_type]
 
 
+# Side 1's containers, which every side-1 scope holder may pick in a form (docs/roles.md, "Pickers"): the scope of
+# their own role, or the pool and workspace the groups they read are in.
+CONTAINERS_1 = {"ws1", "p1"}
+
+
+def pickable(scope_type: str, name: str) -> bool:
+    """Whether a holder of a role at side 1's scope of ``scope_type`` may name ``name`` in a form or an API
+    write (given a role that reads or writes it; the objects here are all named by contributors of them)."""
+    return inside(scope_type, name) or name in CONTAINERS_1
+
+
 class AuditWatch:
     """The audit events recorded since the last look: each granted action that changed something must be in the
     log under the delegate's name, and a refused one must leave nothing there."""
