@@ -151,7 +151,7 @@ TEMPLATES = [
 
 # PostgreSQL connections are kept by the threads that live as long as the process (Channels' database thread,
 # the gateway's worker threads): opening one per call was most of a heartbeat's cost (bench/RESULTS.md).
-# A web request's thread ends with the request, and so does its connection (wvdportal/apps.py).
+# A web request's thread ends with the request, and so does its connection (core/dbconnections.py).
 DATABASE_CONN_MAX_AGE = env_int("WVD_DATABASE_CONN_MAX_AGE", 300, minimum=0)
 DATABASES = {"default": env_database("WVD_DATABASE_URL", DATA_DIR / "wvd.sqlite3",
                                      conn_max_age=DATABASE_CONN_MAX_AGE)}
