@@ -187,14 +187,18 @@ WHITENOISE_IMMUTABLE_FILE_TEST = r"/feed/vendor/[a-z0-9-]+-\d+\.\d+\.\d+/[^/]+$"
 REDIS_URL = env_redis_url("WVD_REDIS_URL")
 # Keeps deployments (or test planes) that share one Redis apart: channel groups, cache keys, task queue.
 REDIS_NAMESPACE = env_str("WVD_REDIS_NAMESPACE", "wvd") or "wvd"
+# Connections to Redis each process's channel layer opens at most (per event loop); calls beyond wait for one.
+REDIS_CHANNEL_CONNECTIONS = env_int("WVD_REDIS_CHANNEL_CONNECTIONS", 100, minimum=2, maximum=10000)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer with a pool that waits for a free connection instead of refusing the call.
+            "BACKEND": "core.channellayer.RedisChannelLayer",
             # redis-py times reads out after 5 s, exactly as long as channels_redis's blocking wait for
             # a message: an idle consumer would race it and crash. Give reads room.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_NAMESPACE}:asgi"},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_NAMESPACE}:asgi",
+                       "max_connections": REDIS_CHANNEL_CONNECTIONS},
         }
     }
 else:

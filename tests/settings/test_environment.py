@@ -172,7 +172,7 @@ def test_the_shape_follows_redis():
     from django.conf import settings as live
 
     if live.REDIS_URL:
-        assert live.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+        assert live.CHANNEL_LAYERS["default"]["BACKEND"] == "core.channellayer.RedisChannelLayer"
         assert live.CELERY_TASK_ALWAYS_EAGER is False
     else:
         assert live.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
