@@ -31,11 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import exit_on_sigterm, machine_description, machine_busy, markdown_table, percentile  # noqa: E402
+from testbed.processes import drop_postgres_database, fresh_postgres_database, run_manage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = 50
@@ -102,15 +102,6 @@ def child(calls: int, in_flight: int) -> None:
 
 # --- the parent: a database, the ways in turn, the table ---------------------------------------------
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql], check=True, capture_output=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server (postgres://user@host:port/db)")
@@ -132,13 +123,12 @@ def main() -> None:
     except ImportError:
         ways = [way for way in WAYS if "pool" not in way]
         print("psycopg_pool is not installed: the pool's row is left out")
-    name = f"wvd_bench_dbconn_{secrets.token_hex(4)}"
-    psql(args.database_url, f"CREATE DATABASE {name}")
+    name, database_url = fresh_postgres_database(args.database_url)
     try:
         env = {key: value for key, value in os.environ.items() if not key.startswith("WVD_")}
-        env.update(WVD_DATABASE_URL=with_database(args.database_url, name), WVD_DATA_DIR=str(REPO / "data" / "bench"),
+        env.update(WVD_DATABASE_URL=database_url, WVD_DATA_DIR=str(REPO / "data" / "bench"),
                    WVD_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="wvdportal.settings")
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
+        run_manage(env, "migrate", "--noinput", "-v", "0")
         print(machine_description())
         collected: dict[str, dict[str, dict]] = {way: {kind: {"times": [], "rates": []} for kind in KINDS} for way in ways}
         busy_before = machine_busy()
@@ -155,7 +145,7 @@ def main() -> None:
         total, idle = (after - before for after, before in zip(machine_busy(), busy_before))
         busy = total - idle
     finally:
-        psql(args.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_postgres_database(args.database_url, name)
     rows = []
     for kind in KINDS:
         peer = collected[ways[0]][kind]
